@@ -1,1 +1,1 @@
-"""http"""
+"""ES9+ over HTTP: thin Klein routes around the RSP engine."""

@@ -1,0 +1,356 @@
+"""The RSP engine: the SM-DP+ side of ES9+ (SGP.22 5.6), sans I/O.
+
+One method per ES9+ function.  Inputs are the decoded JSON fields (bytes for
+base64 fields, str otherwise); outputs are dicts keyed by the SGP.22 JSON
+field names with bytes values for the HTTP layer to base64-encode.  Every
+"verify that ..." step of SGP.22 5.6 raises :class:`~smdpp.errors.SgpError`
+with its subjectCode/reasonCode.  Nothing here knows about HTTP.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from smdpp import asn1
+from smdpp.asn1.tlv import encode_tlv
+from smdpp.errors import SgpError
+from smdpp.es8p import bind_profile_package
+from smdpp.pki.ecdsa import public_key_from_point, sign_plain, verify_plain
+from smdpp.pki.store import CertificateStore
+from smdpp.profiles.inventory import Profile, ProfileInventory
+from smdpp.rsp import messages, status
+from smdpp.rsp.session import Session, SessionState
+from smdpp.store.base import SessionStore
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SVN_MAJOR = (2,)
+# ProfileClass of SGP.22 2.4.x / StoreMetadataRequest
+PROFILE_CLASSES = {"test": 0, "provisioning": 1, "operational": 2}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Settings of the engine that are not credentials or profiles."""
+
+    hostname: str = "testsmdpplus1.example.com"  # the SM-DP+ address (FQDN)
+    session_lifetime: float = 600.0  # seconds from initiateAuthentication
+    host_id: bytes = b"smdpp"  # hostId of the controlRefTemplate (SGP.22 5.5.1)
+    use_ppk: bool = True  # protect '86' segments under fresh PPKs (ReplaceSessionKeys)
+
+
+class RspEngine:
+    """The SM-DP+ protocol core: sessions, verification steps, signing, binding."""
+
+    def __init__(self, certs: CertificateStore, profiles: ProfileInventory,
+                 store: SessionStore, config: EngineConfig | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.certs = certs
+        self.profiles = profiles
+        self.store = store
+        self.config = config or EngineConfig()
+        self.clock = clock
+        self._hostname = self.config.hostname.lower()
+
+    # -- helpers ---------------------------------------------------------
+
+    def _session(self, transaction_id: str, *allowed: SessionState) -> Session:
+        """The live session for a TransactionId (hex) in one of the allowed states."""
+        tid = _normalise_tid(transaction_id)
+        session = self.store.get(tid)
+        if session is None:
+            raise status.unknown_transaction(f"unknown transactionId {tid}")
+        if self.clock() > session.expires:
+            self.store.delete(tid)
+            log.info("transactionId=%s: expired", tid)
+            raise status.unknown_transaction(f"transactionId {tid} has expired")
+        if session.state not in allowed:
+            raise status.unknown_transaction(
+                f"transactionId {tid} is in state {session.state.value}, "
+                f"not {' or '.join(s.value for s in allowed)}")
+        return session
+
+    def _fail(self, session: Session, error: SgpError) -> SgpError:
+        """End a session that the eUICC's data has made unusable, then return the error."""
+        session.finish(SessionState.CANCELLED, {
+            "error": f"{error.subject_code}/{error.reason_code}", "message": error.message})
+        self.store.put(session)
+        log.info("transactionId=%s: ended on %s/%s: %s", session.transaction_id,
+                 error.subject_code, error.reason_code, error.message)
+        return error
+
+    def _address_ok(self, address: str) -> bool:
+        """SGP.22 compares FQDNs case-insensitively; an activation code may add ':port'."""
+        host = address.strip().lower()
+        if host.startswith("["):  # an IPv6 literal has no place here, but parse it politely
+            host = host.split("]")[0] + "]"
+        elif host.count(":") == 1:
+            host, _, port = host.partition(":")
+            if not port.isdigit():
+                return False
+        return host == self._hostname
+
+    # -- ES9+.InitiateAuthentication (SGP.22 5.6.1) ----------------------
+
+    def initiate_authentication(self, euicc_challenge: bytes, euicc_info1: bytes,
+                                smdp_address: str) -> dict[str, Any]:
+        """Start a session: choose a CI, sign serverSigned1 with SK.DPauth.ECDSA."""
+        if len(euicc_challenge) != 16:
+            raise status.malformed("euiccChallenge must be 16 bytes")
+        if not self._address_ok(smdp_address):
+            raise status.invalid_smdp_address(f"smdpAddress {smdp_address!r} is not "
+                                              f"{self.config.hostname}")
+        info1 = messages.parse_euicc_info1(euicc_info1)
+        if len(info1.svn) != 3 or info1.svn[0] not in SUPPORTED_SVN_MAJOR:
+            raise status.svn_not_supported(f"SGP.22 version {info1.svn.hex()} not supported")
+        ci_pkid = self.certs.select_ci(info1.ci_pkids_for_verification,
+                                       info1.ci_pkids_for_signing)
+        creds = self.certs.credentials(ci_pkid)
+        tid = os.urandom(16)
+        server_challenge = os.urandom(16)
+        server_signed1 = asn1.rsp().encode("ServerSigned1", {
+            "transactionId": tid, "euiccChallenge": euicc_challenge,
+            "serverAddress": smdp_address, "serverChallenge": server_challenge})
+        now = self.clock()
+        session = Session(transaction_id=tid.hex().upper(), state=SessionState.INITIATED,
+                          created=now, expires=now + self.config.session_lifetime,
+                          smdp_address=smdp_address, euicc_challenge=euicc_challenge,
+                          server_challenge=server_challenge, ci_pkid=ci_pkid)
+        self.store.put(session)
+        log.info("transactionId=%s: initiateAuthentication, CI %s", session.transaction_id,
+                 ci_pkid.hex())
+        return {
+            "transactionId": session.transaction_id,
+            "serverSigned1": server_signed1,
+            "serverSignature1": encode_tlv(messages.SIGNATURE_TAG,
+                                           sign_plain(creds.auth_key, server_signed1)),
+            "euiccCiPKIdToBeUsed": encode_tlv(b"\x04", ci_pkid),
+            "serverCertificate": creds.auth_cert_der,
+        }
+
+    # -- ES9+.AuthenticateClient (SGP.22 5.6.3) --------------------------
+
+    def authenticate_client(self, transaction_id: str,
+                            authenticate_server_response: bytes) -> dict[str, Any]:
+        """Authenticate the eUICC, pick its profile, sign smdpSigned2 with SK.DPpb.ECDSA."""
+        session = self._session(transaction_id, SessionState.INITIATED)
+        tid = session.transaction_id
+        try:
+            resp = messages.parse_authenticate_server_response(authenticate_server_response)
+        except SgpError as err:
+            if err.subject_code == "8.1":  # the eUICC itself reported an error: end it
+                raise self._fail(session, err) from None
+            raise
+        if resp.transaction_id != session.transaction_id_bytes:
+            raise status.unknown_transaction("transactionId in euiccSigned1 does not match")
+        identity = self.certs.verify_euicc(resp.eum_certificate, resp.euicc_certificate,
+                                           session.ci_pkid)
+        if not verify_plain(identity.public_key, resp.euicc_signature1, resp.euicc_signed1):
+            raise status.euicc_signature_invalid("euiccSignature1 does not verify")
+        if resp.server_challenge != session.server_challenge:
+            raise status.euicc_signature_invalid("serverChallenge in euiccSigned1 does not "
+                                                 "match")
+        if resp.server_address != session.smdp_address:
+            raise status.invalid_smdp_address("serverAddress in euiccSigned1 does not match")
+        profile = self._profile_for(resp.matching_id, identity.eid)
+        creds = self.certs.credentials(session.ci_pkid)
+        smdp_signed2 = asn1.rsp().encode("SmdpSigned2", {
+            "transactionId": session.transaction_id_bytes, "ccRequiredFlag": False})
+        # SGP.22 5.6.3: smdpSignature2 covers smdpSigned2 and the euiccSignature1 TLV
+        smdp_signature2 = encode_tlv(messages.SIGNATURE_TAG, sign_plain(
+            creds.pb_key, smdp_signed2 + resp.euicc_signature1_tlv))
+        session.state = SessionState.AUTHENTICATED
+        session.eid = identity.eid
+        session.euicc_public_key = identity.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        session.matching_id = profile.matching_id
+        session.iccid = profile.iccid
+        session.smdp_signature2 = smdp_signature2
+        self.store.put(session)
+        log.info("transactionId=%s: authenticateClient EID %s, matchingId %s, ICCID %s",
+                 tid, identity.eid, profile.matching_id, profile.iccid)
+        return {
+            "transactionId": tid,
+            "profileMetadata": self._store_metadata(profile),
+            "smdpSigned2": smdp_signed2,
+            "smdpSignature2": smdp_signature2,
+            "smdpCertificate": creds.pb_cert_der,
+        }
+
+    def _profile_for(self, matching_id: str | None, eid: str) -> Profile:
+        """The profile for an activation code's MatchingID (SGP.22 3.1.3 / 5.6.3)."""
+        if not matching_id:
+            raise status.no_eligible_profile(f"no MatchingID and no pending order for EID "
+                                             f"{eid}")
+        profile = self.profiles.get(matching_id)
+        if profile is None:
+            raise status.matching_id_refused(f"no profile for matchingId {matching_id!r}")
+        return profile
+
+    def _store_metadata(self, profile: Profile) -> bytes:
+        """StoreMetadataRequest ('BF25') for a profile (SGP.22 5.5.3)."""
+        metadata: dict[str, Any] = {
+            "iccid": profile.iccid_ef,
+            "serviceProviderName": profile.service_provider_name[:32],
+            "profileName": profile.profile_name[:64],
+        }
+        profile_class = PROFILE_CLASSES.get(profile.profile_class, 2)
+        if profile_class != 2:  # DER leaves out a DEFAULT value
+            metadata["profileClass"] = profile_class
+        return asn1.rsp().encode("StoreMetadataRequest", metadata)
+
+    # -- ES9+.GetBoundProfilePackage (SGP.22 5.6.2) -----------------------
+
+    def get_bound_profile_package(self, transaction_id: str,
+                                  prepare_download_response: bytes) -> dict[str, Any]:
+        """Verify euiccSignature2, derive fresh session keys and bind the profile."""
+        session = self._session(transaction_id, SessionState.AUTHENTICATED,
+                                SessionState.BPP_DELIVERED)
+        tid = session.transaction_id
+        try:
+            resp = messages.parse_prepare_download_response(prepare_download_response)
+        except SgpError as err:
+            if err.subject_code == "8.1":
+                raise self._fail(session, err) from None
+            raise
+        if resp.transaction_id != session.transaction_id_bytes:
+            raise status.unknown_transaction("transactionId in euiccSigned2 does not match")
+        assert session.euicc_public_key is not None and session.smdp_signature2 is not None
+        euicc_key = serialization.load_der_public_key(session.euicc_public_key)
+        assert isinstance(euicc_key, ec.EllipticCurvePublicKey)
+        # SGP.22 5.6.2: euiccSignature2 covers euiccSigned2 and the smdpSignature2 TLV
+        if not verify_plain(euicc_key, resp.euicc_signature2,
+                            resp.euicc_signed2 + session.smdp_signature2):
+            raise status.euicc_signature_invalid("euiccSignature2 does not verify")
+        creds = self.certs.credentials(session.ci_pkid)
+        try:
+            public_key_from_point(resp.euicc_otpk, creds.pb_key.curve)
+        except ValueError:
+            raise status.malformed("euiccOtpk is not a point on the DPpb curve") from None
+        profile = self.profiles.get(session.matching_id or "")
+        if profile is None:  # the UPP was removed since authenticateClient
+            raise self._fail(session, status.matching_id_refused(
+                f"profile {session.matching_id!r} is no longer available"))
+        # A retry with the same otPK.EUICC.ECKA reuses otSK.DP.ECKA (SGP.22 3.1.3.2);
+        # a new otPK.EUICC.ECKA gets a new one-time key.
+        ot_key = None
+        if session.smdp_ot_key and session.euicc_otpk == resp.euicc_otpk:
+            loaded = serialization.load_der_private_key(session.smdp_ot_key, None)
+            assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+            ot_key = loaded
+        else:
+            ot_key = ec.generate_private_key(creds.pb_key.curve)
+        bpp = bind_profile_package(
+            transaction_id=session.transaction_id_bytes,
+            eid=bytes.fromhex(session.eid or ""), euicc_otpk=resp.euicc_otpk,
+            dppb_key=creds.pb_key, configure_isdp=asn1.rsp().encode("ConfigureISDPRequest", {}),
+            store_metadata=self._store_metadata(profile), upp=profile.upp,
+            host_id=self.config.host_id, smdp_ot_key=ot_key, use_ppk=self.config.use_ppk)
+        session.state = SessionState.BPP_DELIVERED
+        session.euicc_otpk = resp.euicc_otpk
+        session.smdp_ot_key = ot_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        session.bpp_count += 1
+        self.store.put(session)
+        log.info("transactionId=%s: getBoundProfilePackage, %d bytes (delivery %d)", tid,
+                 len(bpp.der), session.bpp_count)
+        return {"transactionId": tid, "boundProfilePackage": bpp.der}
+
+    # -- ES9+.HandleNotification (SGP.22 5.6.4) ---------------------------
+
+    def handle_notification(self, pending_notification: bytes) -> None:
+        """Verify and record a notification; a ProfileInstallationResult ends its session."""
+        note = messages.parse_pending_notification(pending_notification)
+        if isinstance(note, messages.OtherSignedNotification):
+            self._other_notification(note)
+            return
+        session = self._session(note.transaction_id.hex(), SessionState.BPP_DELIVERED,
+                                SessionState.DONE)
+        assert session.euicc_public_key is not None
+        euicc_key = serialization.load_der_public_key(session.euicc_public_key)
+        assert isinstance(euicc_key, ec.EllipticCurvePublicKey)
+        if not verify_plain(euicc_key, note.signature, note.data):
+            raise status.euicc_signature_invalid("euiccSignPIR does not verify")
+        if session.state is SessionState.DONE:  # an LPA may send a notification again
+            log.info("transactionId=%s: ProfileInstallationResult repeated",
+                     session.transaction_id)
+            return
+        result = {"success": note.success, "seqNumber": note.seq_number, **note.details}
+        session.finish(SessionState.DONE, result)
+        self.store.put(session)
+        log.info("transactionId=%s: ProfileInstallationResult %s (EID %s, ICCID %s)",
+                 session.transaction_id, "success" if note.success else f"error {note.details}",
+                 session.eid, session.iccid)
+
+    def _other_notification(self, note: messages.OtherSignedNotification) -> None:
+        """otherSignedNotification: the eUICC certificate travels with it (SGP.22 5.6.4)."""
+        ci_pkid = _authority_key_id(note.eum_certificate)
+        identity = self.certs.verify_euicc(note.eum_certificate, note.euicc_certificate,
+                                           ci_pkid)
+        if not verify_plain(identity.public_key, note.signature, note.data):
+            raise status.euicc_signature_invalid("euiccNotificationSignature does not verify")
+        log.info("notification %s from EID %s (seqNumber %d, ICCID %s)", note.operation,
+                 identity.eid, note.seq_number, note.iccid.hex() if note.iccid else "-")
+
+    # -- ES9+.CancelSession (SGP.22 5.6.5) ---------------------------------
+
+    def cancel_session(self, transaction_id: str, cancel_session_response: bytes) -> None:
+        """Verify the eUICC-signed cancellation and end the session."""
+        session = self._session(transaction_id, SessionState.AUTHENTICATED,
+                                SessionState.BPP_DELIVERED)
+        resp = messages.parse_cancel_session_response(cancel_session_response)
+        if resp.transaction_id != session.transaction_id_bytes:
+            raise status.unknown_transaction("transactionId in euiccCancelSessionSigned does "
+                                             "not match")
+        creds = self.certs.credentials(session.ci_pkid)
+        if resp.smdp_oid != creds.smdp_oid:
+            raise status.invalid_smdp_oid(f"smdpOid {resp.smdp_oid} is not {creds.smdp_oid}")
+        assert session.euicc_public_key is not None
+        euicc_key = serialization.load_der_public_key(session.euicc_public_key)
+        assert isinstance(euicc_key, ec.EllipticCurvePublicKey)
+        if not verify_plain(euicc_key, resp.signature, resp.signed):
+            raise status.euicc_signature_invalid("euiccCancelSessionSignature does not verify")
+        session.finish(SessionState.CANCELLED, {"cancelReason": resp.reason})
+        self.store.put(session)
+        log.info("transactionId=%s: cancelSession, reason %d", session.transaction_id,
+                 resp.reason)
+
+    # -- housekeeping -------------------------------------------------------
+
+    def expire_sessions(self) -> int:
+        """Drop sessions past their lifetime; return how many."""
+        count = self.store.expire(self.clock())
+        if count:
+            log.info("expired %d session(s)", count)
+        return count
+
+
+def _authority_key_id(eum_certificate: bytes) -> bytes:
+    """The CI key id an EUM certificate names (its authorityKeyIdentifier)."""
+    try:
+        cert = x509.load_der_x509_certificate(eum_certificate)
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except (ValueError, x509.ExtensionNotFound):
+        raise SgpError("8.1.2", "6.1", "EUM certificate unreadable or without "
+                       "authorityKeyIdentifier") from None
+    if aki.key_identifier is None:
+        raise SgpError("8.1.2", "6.1", "EUM certificate names no CI key identifier")
+    return aki.key_identifier
+
+
+def _normalise_tid(transaction_id: str) -> str:
+    """Upper-case hex of a TransactionId (1..16 bytes, SGP.22 2.2); else 8.10.1/3.9."""
+    if not isinstance(transaction_id, str) or not 2 <= len(transaction_id) <= 32:
+        raise status.unknown_transaction("transactionId must be 1 to 16 bytes of hex")
+    try:
+        return bytes.fromhex(transaction_id).hex().upper()
+    except ValueError:
+        raise status.unknown_transaction("transactionId is not hex") from None

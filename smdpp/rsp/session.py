@@ -1,0 +1,95 @@
+"""The RSP session record and its states (SGP.22 3.1.2 / 3.1.3).
+
+One session covers one Common Mutual Authentication followed by one profile
+download, identified by the SM-DP+-generated TransactionId.  The state says
+which ES9+ call may come next, so that replays and out-of-order calls fail
+cleanly:
+
+``initiated`` (after initiateAuthentication) -> ``authenticated`` (after
+authenticateClient) -> ``bpp_delivered`` (after getBoundProfilePackage, which
+may be retried) -> ``done`` (after handleNotification), or ``cancelled`` (after
+cancelSession, or an error the eUICC reported).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class SessionState(str, enum.Enum):
+    """Named states of an RSP session."""
+
+    INITIATED = "initiated"
+    AUTHENTICATED = "authenticated"
+    BPP_DELIVERED = "bpp_delivered"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing but the recorded result remains."""
+        return self in (SessionState.DONE, SessionState.CANCELLED)
+
+
+@dataclass
+class Session:
+    """Everything the SM-DP+ remembers about one RSP session.
+
+    Byte fields hold the exact bytes exchanged.  ``smdp_ot_key`` is the only
+    secret (otSK.DP.ECKA, PKCS#8 DER): stores must never write it in clear
+    (see :data:`SECRET_FIELDS`) and it is dropped when the session finishes.
+    """
+
+    transaction_id: str  # upper-case hex of the TransactionId bytes
+    state: SessionState
+    created: float
+    expires: float
+    smdp_address: str
+    euicc_challenge: bytes
+    server_challenge: bytes
+    ci_pkid: bytes
+    # set by authenticateClient
+    eid: str | None = None
+    euicc_public_key: bytes | None = None  # SubjectPublicKeyInfo DER of PK.EUICC.ECDSA
+    matching_id: str | None = None
+    iccid: str | None = None
+    smdp_signature2: bytes | None = None  # the '5F37' TLV sent to the eUICC
+    cc_required: bool = False
+    # set by getBoundProfilePackage
+    euicc_otpk: bytes | None = None
+    smdp_ot_key: bytes | None = None  # secret: otSK.DP.ECKA, PKCS#8 DER
+    bpp_count: int = 0
+    # set when the session finishes
+    result: dict[str, Any] = field(default_factory=dict)
+
+    SECRET_FIELDS = ("smdp_ot_key",)
+
+    @property
+    def transaction_id_bytes(self) -> bytes:
+        """The TransactionId as bytes."""
+        return bytes.fromhex(self.transaction_id)
+
+    def finish(self, state: SessionState, result: dict[str, Any]) -> None:
+        """Close the session: keep the outcome, forget keys and signed material."""
+        self.state = state
+        self.result = result
+        self.smdp_ot_key = None
+        self.euicc_otpk = None
+        self.smdp_signature2 = None
+        self.euicc_challenge = b""
+        self.server_challenge = b""
+
+    def to_record(self) -> dict[str, Any]:
+        """A plain dict of builtins (for pickling stores)."""
+        record = dataclasses.asdict(self)
+        record["state"] = self.state.value
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Session":
+        """Inverse of :meth:`to_record`."""
+        data = dict(record)
+        data["state"] = SessionState(data["state"])
+        return cls(**data)

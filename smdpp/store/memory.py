@@ -1,0 +1,33 @@
+"""An in-memory session store: nothing written anywhere (``--in-memory``, tests)."""
+from __future__ import annotations
+
+from smdpp.rsp.session import Session
+
+
+class MemoryStore:
+    """Sessions in a dict, copied in and out so callers never share a live object."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, dict] = {}
+
+    def get(self, transaction_id: str) -> Session | None:
+        record = self._records.get(transaction_id)
+        return None if record is None else Session.from_record(record)
+
+    def put(self, session: Session) -> None:
+        self._records[session.transaction_id] = session.to_record()
+
+    def delete(self, transaction_id: str) -> None:
+        self._records.pop(transaction_id, None)
+
+    def expire(self, now: float) -> int:
+        old = [tid for tid, rec in self._records.items() if rec["expires"] < now]
+        for tid in old:
+            del self._records[tid]
+        return len(old)
+
+    def close(self) -> None:
+        self._records.clear()
+
+    def __len__(self) -> int:
+        return len(self._records)

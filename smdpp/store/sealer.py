@@ -1,0 +1,49 @@
+"""Sealing of secret session fields before they reach the disk.
+
+One-time private keys (otSK.DP.ECKA) must never be written in clear (see the
+architecture's "Secrets are few and short-lived").  A 256-bit key kept in a
+file of mode 0600 encrypts them with AES-GCM; the TransactionId is the
+associated data, so a sealed value cannot be moved to another session.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_NONCE_LEN = 12
+
+
+class Sealer:
+    """AES-256-GCM with a key from a 0600 file, created on first use."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "Sealer":
+        """Load the key at ``path``, or create it with mode 0600."""
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            key = AESGCM.generate_key(bit_length=256)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(key)
+        if len(key) != 32:
+            raise ValueError(f"{path}: session store key must be 32 bytes")
+        return cls(key)
+
+    def seal(self, plaintext: bytes, context: bytes) -> bytes:
+        """Nonce || ciphertext || tag."""
+        nonce = os.urandom(_NONCE_LEN)
+        return nonce + self._aead.encrypt(nonce, plaintext, context)
+
+    def unseal(self, sealed: bytes, context: bytes) -> bytes:
+        """Inverse of :meth:`seal`; ValueError if the value was altered or moved."""
+        try:
+            return self._aead.decrypt(sealed[:_NONCE_LEN], sealed[_NONCE_LEN:], context)
+        except InvalidTag as exc:
+            raise ValueError("sealed session field failed authentication") from exc
