@@ -1,1 +1,35 @@
-"""pki"""
+"""The RSP PKI of the SM-DP+ (SGP.22 2.6.7, 4.5, 5.6.3; SGP.26 test certificates).
+
+* :mod:`.ecdsa`  ECDSA in the plain r||s form of SGP.22 / BSI TR-03111, EC points
+* :mod:`.oids`   role policy OIDs and the permittedEins extension
+* :mod:`.eid`    EID check digits
+* :mod:`.chain`  chain checks: CI -> EUM -> eUICC, CI -> DPauth / DPpb
+* :mod:`.store`  the SM-DP+ certificate store (CIs, DP credentials, TLS)
+* :mod:`.issue`  a private test PKI in the SGP.26 file layout
+* :mod:`.cli`    ``smdpp-pki``: create a test PKI, issue eUICC identities
+"""
+from __future__ import annotations
+
+from smdpp.pki.chain import EuiccIdentity, verify_euicc_chain, verify_smdp_certificate
+from smdpp.pki.ecdsa import public_key_from_point, public_point, sign_plain, verify_plain
+from smdpp.pki.eid import eid_is_valid, make_eid
+from smdpp.pki.issue import create_test_pki, ensure_test_pki, issue_euicc
+from smdpp.pki.store import CertificateStore, DpCredentials, TlsCredential
+
+__all__ = [
+    "CertificateStore",
+    "DpCredentials",
+    "EuiccIdentity",
+    "TlsCredential",
+    "create_test_pki",
+    "eid_is_valid",
+    "ensure_test_pki",
+    "issue_euicc",
+    "make_eid",
+    "public_key_from_point",
+    "public_point",
+    "sign_plain",
+    "verify_euicc_chain",
+    "verify_plain",
+    "verify_smdp_certificate",
+]

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -292,9 +291,8 @@ class RspEngine:
 
     def _other_notification(self, note: messages.OtherSignedNotification) -> None:
         """otherSignedNotification: the eUICC certificate travels with it (SGP.22 5.6.4)."""
-        ci_pkid = _authority_key_id(note.eum_certificate)
-        identity = self.certs.verify_euicc(note.eum_certificate, note.euicc_certificate,
-                                           ci_pkid)
+        # no session: the CI is the one the EUM certificate names
+        identity = self.certs.verify_euicc(note.eum_certificate, note.euicc_certificate, None)
         if not verify_plain(identity.public_key, note.signature, note.data):
             raise status.euicc_signature_invalid("euiccNotificationSignature does not verify")
         log.info("notification %s from EID %s (seqNumber %d, ICCID %s)", note.operation,
@@ -331,19 +329,6 @@ class RspEngine:
         if count:
             log.info("expired %d session(s)", count)
         return count
-
-
-def _authority_key_id(eum_certificate: bytes) -> bytes:
-    """The CI key id an EUM certificate names (its authorityKeyIdentifier)."""
-    try:
-        cert = x509.load_der_x509_certificate(eum_certificate)
-        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    except (ValueError, x509.ExtensionNotFound):
-        raise SgpError("8.1.2", "6.1", "EUM certificate unreadable or without "
-                       "authorityKeyIdentifier") from None
-    if aki.key_identifier is None:
-        raise SgpError("8.1.2", "6.1", "EUM certificate names no CI key identifier")
-    return aki.key_identifier
 
 
 def _normalise_tid(transaction_id: str) -> str:
