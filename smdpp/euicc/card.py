@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import asn1tools
 from cryptography import x509
@@ -117,9 +118,13 @@ class SoftEuicc:
     (``pending_notifications``: seqNumber -> signed notification).
     """
 
-    def __init__(self, identity: EuiccIdentity, capabilities: EuiccCapabilities | None = None) -> None:
+    def __init__(self, identity: EuiccIdentity, capabilities: EuiccCapabilities | None = None,
+                 other_certs_in_chain: Sequence[bytes] = ()) -> None:
         self._id = identity
         self.capabilities = capabilities or EuiccCapabilities()
+        #: SGP.22 v3 otherCertsInChain: the certificates (DER) between the one certifying the
+        #: eUICC certificate (an EUM SubCA) and the CI, sent in AuthenticateServerResponse.
+        self.other_certs_in_chain: tuple[bytes, ...] = tuple(other_certs_in_chain)
         self._challenge: bytes | None = None
         self._session: _RspSession | None = None
         self._seq_number = 0
@@ -267,6 +272,8 @@ class SoftEuicc:
                                     euicc_signature1=signature1)
         ok = (euicc_signed1 + encode_tlv(_TAG_SIGNATURE, signature1)
               + self._id.euicc_cert_der + self._id.eum_cert_der)
+        if self.other_certs_in_chain:  # otherCertsInChain [0] CertificateChain (v3)
+            ok += encode_tlv(b"\xa0", b"".join(self.other_certs_in_chain))
         return encode_tlv(b"\xbf\x38", encode_tlv(b"\xa0", ok))
 
     # --- ES10b.PrepareDownload (SGP.22 5.7.5) ----------------------------------

@@ -14,7 +14,6 @@ osmo-smdpp file layout, so the real SGP.26 files can be dropped in instead.
 """
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
@@ -26,16 +25,19 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from smdpp.asn1.tlv import encode_tlv
 from smdpp.pki.chain import permitted_eids
-from smdpp.pki.eid import eid_is_valid
+from smdpp.pki.eid import eid_is_valid, make_eid
+from smdpp.pki.files import make_dir, write_cert, write_key
 from smdpp.pki.oids import (
     DEFAULT_CI_OID,
     ID_RSP_PERMITTED_EINS,
     ID_RSP_ROLE_CI,
+    ID_RSP_ROLE_CI_SUBCA,
     ID_RSP_ROLE_DP_AUTH,
     ID_RSP_ROLE_DP_PB,
     ID_RSP_ROLE_DP_TLS,
     ID_RSP_ROLE_EUICC,
     ID_RSP_ROLE_EUM,
+    ID_RSP_ROLE_EUM_SUBCA,
 )
 
 #: Curve name -> (curve class, file name suffix used by SGP.26).
@@ -184,12 +186,15 @@ def issue_eum(ci_cert: x509.Certificate, ci_key: ec.EllipticCurvePrivateKey, *,
               eins: Sequence[str] = (DEFAULT_EID[:8],), organization: str = EUM_ORGANIZATION,
               not_before: datetime | None = None, not_after: datetime | None = None,
               policy: x509.ObjectIdentifier | None = ID_RSP_ROLE_EUM,
-              permitted_eins: bool = True, name_constraints: bool = True) -> Keyed:
-    """An EUM certificate (SGP.22 4.5.2.1.0.2): CA with pathLen 0, keyCertSign, policy eum.
+              permitted_eins: bool = True, name_constraints: bool = True,
+              path_length: int | None = 0) -> Keyed:
+    """An EUM certificate (SGP.22 4.5.2.1.0.2): CA, keyCertSign + cRLSign, policy eum.
 
     The EID range ``eins`` is written in both forms: the GSMA permittedEins
     extension (v3) and the older nameConstraints with one permitted
     directoryName (O = ``organization``, serialNumber = EIN) per entry.
+    ``path_length`` is 0 (eUICC certificates only) unless the EUM issues an
+    EUM SubCA (SGP.22 v3 Variant A: 1).  ``ci_cert`` may be a CI SubCA.
     """
     key = ec.generate_private_key(ci_key.curve)
     start = not_before or _now()
@@ -201,8 +206,8 @@ def issue_eum(ci_cert: x509.Certificate, ci_key: ec.EllipticCurvePrivateKey, *,
         _builder(subject, ci_cert.subject, key.public_key(), start, not_after or _years(start, 30)),
         ci_cert,
     )
-    builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-    builder = builder.add_extension(_key_usage(key_cert_sign=True), critical=True)
+    builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+    builder = builder.add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
     builder = _with_policy(builder, policy)
     if name_constraints:
         subtrees: list[x509.GeneralName] = [
@@ -221,6 +226,41 @@ def issue_eum(ci_cert: x509.Certificate, ci_key: ec.EllipticCurvePrivateKey, *,
             critical=False,
         )
     return builder.sign(ci_key, hashes.SHA256()), key
+
+
+def issue_sub_ca(issuer_cert: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey, role: str, *,
+                 common_name: str | None = None, organization: str | None = None,
+                 eins: Sequence[str] | None = None, path_length: int | None = 0,
+                 not_before: datetime | None = None, not_after: datetime | None = None,
+                 policy: x509.ObjectIdentifier | None = None) -> Keyed:
+    """A sub-CA of the SGP.22 v3 chain variants (4.5.2.0): ``role`` 'eum-subca' or 'ci-subca'.
+
+    An EUM SubCA is issued by the EUM and issues eUICC certificates (Variants
+    A and C); a CI SubCA is issued by the CI and issues EUM (and SM-DP+)
+    certificates (Variants B and C).  CA with keyCertSign + cRLSign and the
+    role's policy; an EUM SubCA may narrow the EID range with ``eins``
+    (permittedEins).  The subject O defaults to the issuer's.
+    """
+    policies = {"eum-subca": ID_RSP_ROLE_EUM_SUBCA, "ci-subca": ID_RSP_ROLE_CI_SUBCA}
+    if role not in policies:
+        raise ValueError(f"unknown sub-CA role {role!r} (eum-subca, ci-subca)")
+    key = ec.generate_private_key(issuer_key.curve)
+    start = not_before or _now()
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization or _organization(issuer_cert) or ORGANIZATION),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name or f"smdpp Test {role.replace('-subca', '').upper()} SubCA"),
+    ])
+    builder = _with_aki(
+        _builder(subject, issuer_cert.subject, key.public_key(), start, not_after or _years(start, 10)),
+        issuer_cert,
+    )
+    builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+    builder = builder.add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
+    builder = _with_policy(builder, policy or policies[role])
+    if eins:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(ID_RSP_PERMITTED_EINS, encode_permitted_eins(eins)), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()), key
 
 
 def _organization(cert: x509.Certificate) -> str | None:
@@ -258,38 +298,6 @@ def issue_euicc_identity(eum_cert: x509.Certificate, eum_key: ec.EllipticCurvePr
 # --- files -----------------------------------------------------------------
 
 
-def _make_dir(path: Path) -> None:
-    """Create ``path`` and missing parents with mode 0700 (keys live below)."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        d.mkdir(mode=0o700)
-        os.chmod(d, 0o700)  # mkdir's mode is reduced by the umask
-
-
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(f.fileno(), mode)  # an existing file keeps its old mode otherwise
-        f.write(data)
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    # SEC 1 "EC PRIVATE KEY" PEM, the format of the SGP.26 SK_* files.
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption())
-    _write(path, pem, 0o600)
-
-
-def _write_cert(path: Path, cert: x509.Certificate, *, pem: bool = False) -> None:
-    _write(path, cert.public_bytes(serialization.Encoding.DER))
-    if pem:
-        _write(path.with_suffix(".pem"), cert.public_bytes(serialization.Encoding.PEM))
-
-
 def _sm_dp_paths(certs_dir: Path, suffix: str) -> dict[str, tuple[Path, Path]]:
     """(certificate, key) paths of the SGP.26 layout, per role."""
     return {
@@ -309,28 +317,41 @@ EUICC_FILES = ("ci_cert.der", "eum_cert.der", "euicc_cert.der", "euicc_key.pem")
 
 def _write_euicc(out_dir: Path, ci_cert: x509.Certificate, eum_cert: x509.Certificate,
                  euicc_cert: x509.Certificate, euicc_key: ec.EllipticCurvePrivateKey) -> None:
-    _make_dir(out_dir)
-    _write_cert(out_dir / "ci_cert.der", ci_cert)
-    _write_cert(out_dir / "eum_cert.der", eum_cert)
-    _write_cert(out_dir / "euicc_cert.der", euicc_cert)
-    _write_key(out_dir / "euicc_key.pem", euicc_key)
+    make_dir(out_dir)
+    write_cert(out_dir / "ci_cert.der", ci_cert)
+    write_cert(out_dir / "eum_cert.der", eum_cert)
+    write_cert(out_dir / "euicc_cert.der", euicc_cert)
+    write_key(out_dir / "euicc_key.pem", euicc_key)
 
 
 def create_test_pki(certs_dir: Path, euicc_dir: Path, *, hostname: str = "testsmdpplus1.example.com",
-                    smdp_oid: str = "2.999.10", curve: str = "nist", eid: str | None = None) -> None:
+                    smdp_oid: str = "2.999.10", curve: str = "nist", eid: str | None = None,
+                    eins: Sequence[str] | None = None) -> None:
     """Write a CI, DPauth, DPpb, DPtls (SGP.26 layout), an EUM and one eUICC identity.
 
     ``certs_dir`` gets ``CertificateIssuer/``, ``DPauth/``, ``DPpb/``, ``DPtls/``
-    as SGP.26 names them (suffix NIST or BRP), with the CI key kept as
+    as SGP.26 names them (suffix NIST or BRP, so a NIST and a brainpool PKI
+    share one folder), with the CI key kept as
     ``CertificateIssuer/SK_CI_ECDSA_<suffix>.pem``.  ``euicc_dir`` gets
     ``ci_cert.der``, ``eum_cert.der``, ``eum_key.pem``, ``euicc_cert.der``,
-    ``euicc_key.pem``.  Refuses (FileExistsError) to overwrite any of them.
+    ``euicc_key.pem`` (one folder per PKI).  The EUM may issue EIDs starting
+    with one of ``eins`` (default: the first 8 digits of ``eid``); ``eid``
+    defaults to the SGP.26 test EID, or the first EID of the range.
+    Refuses (FileExistsError) to overwrite any of these files.
     """
     certs_dir, euicc_dir = Path(certs_dir), Path(euicc_dir)
     suffix = _suffix(curve)
-    eid = eid or DEFAULT_EID
+    if eins is not None and (not eins or not all(e.isascii() and e.isdigit() and 0 < len(e) <= 30
+                                                  for e in eins)):
+        raise ValueError(f"EINs {list(eins)} must be 1 to 30 digits each")
+    if eid is None:
+        eid = DEFAULT_EID if eins is None or DEFAULT_EID.startswith(tuple(eins)) else make_eid(eins[0], 1)
     if not eid_is_valid(eid):
         raise ValueError(f"EID {eid!r} is not 32 digits with valid check digits")
+    if eins is None:
+        eins = (eid[:8],)
+    if not eid.startswith(tuple(eins)):
+        raise ValueError(f"EID {eid} is outside the EUM range {', '.join(eins)}")
     paths = _sm_dp_paths(certs_dir, suffix)
     targets = [p for pair in paths.values() for p in pair]
     targets += [paths[role][0].with_suffix(".pem") for role in ("ci", "tls")]
@@ -345,15 +366,14 @@ def create_test_pki(certs_dir: Path, euicc_dir: Path, *, hostname: str = "testsm
         issued[role] = issue_dp_certificate(ci_cert, ci_key, role, smdp_oid=smdp_oid, hostname=hostname)
     for role, (cert, key) in issued.items():
         cert_path, key_path = paths[role]
-        _make_dir(cert_path.parent)
-        _write_cert(cert_path, cert, pem=role in ("ci", "tls"))
-        _write_key(key_path, key)
+        make_dir(cert_path.parent)
+        write_cert(cert_path, cert, pem=role in ("ci", "tls"))
+        write_key(key_path, key)
 
-    ein = DEFAULT_EID[:8] if eid.startswith(DEFAULT_EID[:8]) else eid[:8]
-    eum_cert, eum_key = issue_eum(ci_cert, ci_key, eins=(ein,))
+    eum_cert, eum_key = issue_eum(ci_cert, ci_key, eins=tuple(eins))
     euicc_cert, euicc_key = issue_euicc_identity(eum_cert, eum_key, eid)
     _write_euicc(euicc_dir, ci_cert, eum_cert, euicc_cert, euicc_key)
-    _write_key(euicc_dir / "eum_key.pem", eum_key)
+    write_key(euicc_dir / "eum_key.pem", eum_key)
 
 
 def _load_cert(path: Path) -> x509.Certificate:

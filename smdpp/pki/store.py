@@ -5,12 +5,20 @@ Layout (SGP.26 / osmo-smdpp, see :mod:`smdpp.pki.issue`)::
     certs_dir/CertificateIssuer/*.der | *.pem   CI certificates (PK.CI.ECDSA)
     certs_dir/DPauth/CERT_*.der + SK_*.pem      CERT.DPauth.ECDSA and SK.DPauth.ECDSA
     certs_dir/DPpb/CERT_*.der + SK_*.pem        CERT.DPpb.ECDSA and SK.DPpb.ECDSA
-    certs_dir/DPtls/CERT_*.pem|der + SK_*.pem   TLS server certificate (optional)
+    certs_dir/DPtls/CERT_*.pem|der + SK_*.pem   TLS server certificates (optional; NIST and/or brainpool)
+    crl_dir/*.crl ...                           CRLs and their issuers (see :mod:`smdpp.pki.crl`)
 
 One credential set (DPauth + DPpb) exists per CI the SM-DP+ is certified
 under; the CI is named by its public key identifier (the SKI of the CI
-certificate, SGP.22 2.6.7.1 "CI PKID").  The store answers SGP.22 5.6.1 (which
-CI to use) and 5.6.3 (is this eUICC genuine).
+certificate, SGP.22 2.6.7.1 "CI PKID").  Several sets may be loaded at once
+(e.g. a NIST P-256 and a brainpoolP256r1 CI); each session uses the one its
+eUICC trusts.  The store answers SGP.22 5.6.1 (which CI to use) and 5.6.3 (is
+this eUICC genuine).
+
+At load every certificate the SM-DP+ signs with must be usable: a CI is a
+self-signed CA in date, each DPauth/DPpb chains to a loaded CI, carries its
+role policy, is in date, not revoked and matches its key.  DPtls is checked
+the same way by :meth:`CertificateStore.check_tls`, only when TLS is served.
 """
 from __future__ import annotations
 
@@ -28,6 +36,7 @@ from smdpp.errors import SgpError
 from smdpp.pki.chain import (
     EuiccIdentity,
     authority_key_identifier,
+    check_ci_certificate,
     check_smdp_certificate,
     registered_ids,
     subject_key_identifier,
@@ -35,6 +44,7 @@ from smdpp.pki.chain import (
     verify_euicc_chain,
     verify_smdp_certificate,
 )
+from smdpp.pki.crl import CrlSet
 from smdpp.pki.ecdsa import public_point
 
 log = logging.getLogger(__name__)
@@ -53,8 +63,13 @@ class DpCredentials:
     pb_key: ec.EllipticCurvePrivateKey  # SK.DPpb.ECDSA
     smdp_oid: str  # registeredID from the DPauth subjectAltName
 
+    @property
+    def curve(self) -> str:
+        """The curve of the set ('secp256r1' or 'brainpoolP256r1'), that of its CI."""
+        return self.auth_key.curve.name
+
     def __repr__(self) -> str:  # never show key material
-        return f"DpCredentials(ci_pkid={self.ci_pkid.hex()}, smdp_oid={self.smdp_oid})"
+        return f"DpCredentials(ci_pkid={self.ci_pkid.hex()}, smdp_oid={self.smdp_oid}, curve={self.curve})"
 
 
 @dataclass(frozen=True)
@@ -139,39 +154,61 @@ class CertificateStore:
     """CIs and SM-DP+ credentials loaded from a certificate folder (see module docstring)."""
 
     def __init__(self, cis: dict[bytes, x509.Certificate], credentials: dict[bytes, DpCredentials],
-                 tls: TlsCredential | None = None) -> None:
+                 tls: TlsCredential | None = None, *, tls_all: Sequence[TlsCredential] = (),
+                 crls: CrlSet | None = None, crl_dir: Path | None = None,
+                 tls_dir: Path | None = None) -> None:
         self._cis = dict(cis)
         self._credentials = dict(credentials)
-        self.tls = tls
+        self._crls = crls if crls is not None else CrlSet()
+        self._crl_dir = Path(crl_dir) if crl_dir is not None else None
+        self._tls_dir = Path(tls_dir) if tls_dir is not None else None
+        #: Curve of the credential set to use when an eUICC trusts several of our CIs
+        #: ('brainpoolP256r1' with -b/--brainpool); None: the eUICC's order of preference.
+        self.preferred_curve: str | None = None
+        #: Every DPtls found, NIST P-256 first; ``tls`` is the preferred (first) one.
+        self.tls_all: tuple[TlsCredential, ...] = tuple(tls_all) or ((tls,) if tls is not None else ())
+        self.tls = tls if tls is not None else (self.tls_all[0] if self.tls_all else None)
 
     # -- loading --
 
     @classmethod
-    def load(cls, certs_dir: Path) -> "CertificateStore":
-        """Read ``certs_dir``; ValueError naming the file if a DP certificate does not fit.
+    def load(cls, certs_dir: Path, crl_dir: Path | None = None, *,
+             now: datetime | None = None) -> "CertificateStore":
+        """Read ``certs_dir`` (and the CRLs in ``crl_dir``); ValueError naming the file at fault.
 
-        Each DPauth/DPpb certificate must chain to a loaded CI, carry its role
-        policy and match a private key next to it; a CI with DPauth needs DPpb
-        too.  Expired DP certificates are loaded with a warning in the log.
+        Each CI must be a self-signed CA certificate with the ci policy, in
+        date.  Each DPauth/DPpb certificate must chain to a loaded CI, carry
+        its role policy, be in date, not be revoked and match a private key
+        next to it; a CI with DPauth needs DPpb too.  Every CRL must verify
+        and be current (:class:`~smdpp.pki.crl.CrlError` lists the files).
         """
         certs_dir = Path(certs_dir)
+        moment = utc_now(now)
         ci_dir = certs_dir / "CertificateIssuer"
         if not ci_dir.is_dir():
             raise ValueError(f"{ci_dir}: missing (no CI certificate)")
         cis: dict[bytes, x509.Certificate] = {}
         for path, cert in _scan(ci_dir, with_keys=False)[0]:
+            try:
+                check_ci_certificate(cert, moment)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
             ski = subject_key_identifier(cert)
-            if ski is None:
-                raise ValueError(f"{path}: CI certificate has no subjectKeyIdentifier (CI PKID)")
+            assert ski is not None  # checked above
             cis[ski] = cert
         if not cis:
             raise ValueError(f"{ci_dir}: no CI certificate")
+        crls = CrlSet.load(crl_dir, cis, moment) if crl_dir is not None else CrlSet()
 
         found: dict[str, dict[bytes, tuple[Path, x509.Certificate, ec.EllipticCurvePrivateKey]]] = {}
         for role, folder in (("auth", "DPauth"), ("pb", "DPpb")):
             found[role] = {}
             if (certs_dir / folder).is_dir():
-                found[role] = cls._load_role(certs_dir / folder, role, cis)
+                found[role] = cls._load_role(certs_dir / folder, role, cis, moment)
+            for path, cert, _ in found[role].values():
+                revoked = crls.revocation(cert)
+                if revoked:
+                    raise ValueError(f"{path}: {folder} certificate is {revoked}")
 
         credentials: dict[bytes, DpCredentials] = {}
         for pkid, (auth_path, auth_cert, auth_key) in found["auth"].items():
@@ -196,51 +233,53 @@ class CertificateStore:
                 raise ValueError(f"{pb_path}: no DPauth certificate under the same CI {pkid.hex()}")
 
         tls_dir = certs_dir / "DPtls"
-        tls = cls._load_tls(tls_dir) if tls_dir.is_dir() else None
-        return cls(cis, credentials, tls)
+        tls_all = cls._load_tls(tls_dir) if tls_dir.is_dir() else ()
+        return cls(cis, credentials, tls_all=tls_all, crls=crls, crl_dir=crl_dir, tls_dir=tls_dir)
 
     @staticmethod
-    def _load_role(folder: Path, role: str, cis: dict[bytes, x509.Certificate]
+    def _load_role(folder: Path, role: str, cis: dict[bytes, x509.Certificate], now: datetime
                    ) -> dict[bytes, tuple[Path, x509.Certificate, ec.EllipticCurvePrivateKey]]:
         certs, keys = _scan(folder)
         by_ci: dict[bytes, tuple[Path, x509.Certificate, ec.EllipticCurvePrivateKey]] = {}
-        now = utc_now(None)
         for path, cert in certs:
             aki = authority_key_identifier(cert)
             if aki is None or aki not in cis:
                 raise ValueError(f"{path}: not issued by any CI in CertificateIssuer/")
             try:
-                check_smdp_certificate(cert, cis[aki], role, None)
+                # eUICCs refuse an expired DPauth/DPpb (SGP.22 5.7.13): better not to start.
+                check_smdp_certificate(cert, cis[aki], role, now)
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
             _, key = _matching_key(path, cert, keys)
             if aki in by_ci:
                 raise ValueError(f"{path}: a second {folder.name} certificate under CI {aki.hex()}")
-            if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-                log.warning("%s: outside its validity period (%s .. %s); eUICCs will reject it",
-                            path, cert.not_valid_before_utc.date(), cert.not_valid_after_utc.date())
             by_ci[aki] = (path, cert, key)
         return by_ci
 
     @staticmethod
-    def _load_tls(folder: Path) -> TlsCredential | None:
-        """The TLS certificate with its key; a PEM file is preferred (TLS stacks read PEM)."""
+    def _load_tls(folder: Path) -> tuple[TlsCredential, ...]:
+        """Every TLS certificate with its key, NIST P-256 first; a PEM file is preferred (TLS stacks read PEM)."""
         certs, keys = _scan(folder)
-        if not certs:
-            return None
-        # Prefer NIST P-256, which every TLS client supports, over brainpool.
+
+        # NIST P-256 first: every TLS client supports it, brainpool only some.
         def not_p256(item: tuple[Path, x509.Certificate]) -> bool:
             key = item[1].public_key()
             return not (isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1")
 
-        path, cert = sorted(certs, key=not_p256)[0]
-        key_path, _ = _matching_key(path, cert, keys)
-        pem = path.with_suffix(".pem")
-        if path.suffix == ".der" and pem.is_file() and _PEM_CERT in pem.read_bytes():
-            path = pem
-        if cert.not_valid_after_utc < utc_now(None):
-            log.warning("%s: TLS certificate expired on %s", path, cert.not_valid_after_utc.date())
-        return TlsCredential(cert_path=path, key_path=key_path, certificate=cert)
+        found: list[TlsCredential] = []
+        for path, cert in sorted(certs, key=not_p256):
+            try:
+                key_path, _ = _matching_key(path, cert, keys)
+            except ValueError as exc:  # plain HTTP needs no DPtls; check_tls() refuses it
+                log.warning("%s", exc)
+                continue
+            pem = path.with_suffix(".pem")
+            if path.suffix == ".der" and pem.is_file() and _PEM_CERT in pem.read_bytes():
+                path = pem
+            if cert.not_valid_after_utc < utc_now(None):
+                log.warning("%s: TLS certificate expired on %s", path, cert.not_valid_after_utc.date())
+            found.append(TlsCredential(cert_path=path, key_path=key_path, certificate=cert))
+        return tuple(found)
 
     # -- queries --
 
@@ -248,6 +287,11 @@ class CertificateStore:
     def ci_pkids(self) -> tuple[bytes, ...]:
         """The PKIDs (SKIs) of all loaded CIs."""
         return tuple(self._cis)
+
+    @property
+    def credential_pkids(self) -> tuple[bytes, ...]:
+        """The PKIDs of the CIs under which we hold DPauth/DPpb credentials."""
+        return tuple(self._credentials)
 
     def ci_certificate(self, ci_pkid: bytes) -> x509.Certificate:
         """The CI certificate for ``ci_pkid``; SgpError 8.11.1/3.9 if unknown."""
@@ -259,16 +303,21 @@ class CertificateStore:
     def select_ci(self, for_verification: Sequence[bytes], for_signing: Sequence[bytes]) -> bytes:
         """Pick the CI PKID for this session (SGP.22 5.6.1, ES9+.InitiateAuthentication).
 
-        The first PKID of ``euiccCiPKIdListForVerification`` (the eUICC's order
-        of preference) under which we hold DPauth/DPpb credentials and which is
-        also in ``euiccCiPKIdListForSigning``.  None: SgpError 8.8.2/3.1.
+        The candidates are the PKIDs of ``euiccCiPKIdListForVerification``
+        that are also in ``euiccCiPKIdListForSigning`` and under which we hold
+        DPauth/DPpb credentials.  Of several, the first whose set is on
+        :attr:`preferred_curve`, else the first in the eUICC's order of
+        preference.  None: SgpError 8.8.2/3.1.
         """
         signing = {bytes(p) for p in for_signing}
-        for pkid in for_verification:
-            pkid = bytes(pkid)
-            if pkid in self._credentials and pkid in signing:
+        candidates = [bytes(p) for p in for_verification
+                      if bytes(p) in self._credentials and bytes(p) in signing]
+        if not candidates:
+            raise SgpError("8.8.2", "3.1", "none of the eUICC's CI public keys is supported")
+        for pkid in candidates:
+            if self._credentials[pkid].curve == self.preferred_curve:
                 return pkid
-        raise SgpError("8.8.2", "3.1", "none of the eUICC's CI public keys is supported")
+        return candidates[0]
 
     def credentials(self, ci_pkid: bytes) -> DpCredentials:
         """DPauth/DPpb credentials under ``ci_pkid``; SgpError 8.11.1/3.9 if there are none."""
@@ -278,24 +327,94 @@ class CertificateStore:
             raise SgpError("8.11.1", "3.9", f"no SM-DP+ credentials under CI {bytes(ci_pkid).hex()}") from None
 
     def verify_euicc(self, eum_cert_der: bytes, euicc_cert_der: bytes, ci_pkid: bytes | None,
-                     now: datetime | None = None) -> EuiccIdentity:
+                     now: datetime | None = None, *, other_certs: Sequence[bytes] = ()) -> EuiccIdentity:
         """Verify the eUICC's certificate chain up to the CI ``ci_pkid`` (SGP.22 5.6.3).
 
-        ``ci_pkid`` None means the CI named by the EUM certificate's
-        authorityKeyIdentifier.  Unknown CI: 8.11.1/3.9; other failures as in
+        ``eum_cert_der`` certifies the eUICC certificate (EUM or EUM SubCA);
+        ``other_certs`` is the v3 otherCertsInChain.  ``ci_pkid`` None means
+        the loaded CI that the chain names.  Revoked certificates (the loaded
+        CRLs) are refused.  Unknown CI: 8.11.1/3.9; other failures as in
         :func:`smdpp.pki.chain.verify_euicc_chain` (8.1.2 / 8.1.3, 6.1 / 6.3).
         """
         if ci_pkid is None:
-            ci_pkid = self._eum_issuer(eum_cert_der)
+            ci_pkid = self._chain_ci(eum_cert_der, other_certs)
         ci_cert = self.ci_certificate(ci_pkid)
-        return verify_euicc_chain(ci_cert, eum_cert_der, euicc_cert_der, now)
+        return verify_euicc_chain(ci_cert, eum_cert_der, euicc_cert_der, now,
+                                  other_certs_der=other_certs, revoked=self._crls.revocation)
 
-    @staticmethod
-    def _eum_issuer(eum_cert_der: bytes) -> bytes:
+    def _chain_ci(self, eum_cert_der: bytes, other_certs: Sequence[bytes]) -> bytes:
+        """The PKID of the loaded CI that the EUM (or a certificate above it) names."""
         try:
-            aki = authority_key_identifier(x509.load_der_x509_certificate(bytes(eum_cert_der)))
+            chain = [x509.load_der_x509_certificate(bytes(d)) for d in (eum_cert_der, *other_certs)]
+            akis = [authority_key_identifier(c) for c in chain]
         except Exception as exc:  # malformed DER surfaces lazily in any accessor
             raise SgpError("8.1.2", "6.1", f"EUM certificate invalid: {exc}") from None
-        if aki is None:
+        if akis[0] is None:
             raise SgpError("8.1.2", "6.1", "EUM certificate has no authorityKeyIdentifier")
-        return aki
+        return next((aki for aki in akis if aki in self._cis), akis[0])
+
+    # -- revocation --
+
+    @property
+    def crls(self) -> CrlSet:
+        """The CRLs in use (replaced as a whole by :meth:`reload_crls`)."""
+        return self._crls
+
+    def reload_crls(self, now: datetime | None = None) -> int:
+        """Read the CRL folder again (SIGHUP); the number of CRLs now in use.
+
+        If any file fails (:class:`~smdpp.pki.crl.CrlError`, naming each), the
+        CRLs in use stay as they were.  A CRL that revokes one of our own
+        DPauth/DPpb certificates is logged as an error: eUICCs may refuse us.
+        """
+        if self._crl_dir is None:
+            return len(self._crls)
+        crls = CrlSet.load(self._crl_dir, self._cis, now)
+        for creds in self._credentials.values():
+            for role, der in (("DPauth", creds.auth_cert_der), ("DPpb", creds.pb_cert_der)):
+                revoked = crls.revocation(x509.load_der_x509_certificate(der))
+                if revoked:
+                    log.error("our %s certificate under CI %s is %s", role, creds.ci_pkid.hex(), revoked)
+        self._crls = crls
+        return len(crls)
+
+    # -- TLS --
+
+    def check_tls(self, now: datetime | None = None) -> tuple[TlsCredential, ...]:
+        """Every DPtls certificate fit to serve TLS; ValueError naming the file otherwise.
+
+        For ``--tls``: each certificate in ``DPtls/`` must chain to a loaded
+        CI, carry the dp-tls policy and digitalSignature, be in date (the
+        message names the date), not be revoked and match a key in the
+        folder.  No DPtls at all is an error too.
+        """
+        moment = utc_now(now)
+        folder = self._tls_dir
+        if folder is None or not folder.is_dir():
+            if not self.tls_all:
+                raise ValueError(f"{folder or 'DPtls/'}: no DPtls certificate for TLS")
+            entries = [(c.cert_path, c.certificate) for c in self.tls_all]
+            keys = [(c.key_path, _private_key(c.key_path)) for c in self.tls_all]
+        else:
+            entries, keys = _scan(folder)
+            if not entries:
+                raise ValueError(f"{folder}: no DPtls certificate for TLS")
+        for path, cert in entries:
+            aki = authority_key_identifier(cert)
+            if aki is None or aki not in self._cis:
+                raise ValueError(f"{path}: DPtls certificate not issued by any CI in CertificateIssuer/")
+            try:
+                check_smdp_certificate(cert, self._cis[aki], "tls", None)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
+            if moment > cert.not_valid_after_utc:
+                raise ValueError(f"{path}: DPtls certificate expired on "
+                                 f"{cert.not_valid_after_utc:%Y-%m-%d}")
+            if moment < cert.not_valid_before_utc:
+                raise ValueError(f"{path}: DPtls certificate is not valid before "
+                                 f"{cert.not_valid_before_utc:%Y-%m-%d}")
+            revoked = self._crls.revocation(cert)
+            if revoked:
+                raise ValueError(f"{path}: DPtls certificate is {revoked}")
+            _matching_key(path, cert, keys)
+        return self.tls_all

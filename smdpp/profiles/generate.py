@@ -15,6 +15,7 @@ the MILENAGE key and OPc of 3GPP TS 35.208 test set 1.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Iterable
 
 from smdpp.asn1 import pe
@@ -175,6 +176,18 @@ _GSM_SAME_AS_ASCII = frozenset(
 # EF.AD (31.102 4.2.18) byte 1: normal operation.
 _AD_NORMAL_OPERATION = 0x00
 
+# Filler files that make a package larger (``fill_to``): transparent EFs under
+# the MF, created by PE-GenericFileManagement (SAIP 8.3.5).  File IDs 2FA0 to
+# 2FDF are used by no template the profile instantiates; each file holds at
+# most 32 KB, so 64 of them allow packages up to about 2 MB.
+_FILLER_FIRST_FID = 0x2FA0
+_FILLER_MAX_FILES = 64
+_FILLER_FILE_SIZE = 32 * 1024
+# fileDescriptor of a shareable transparent working EF (ETSI TS 102 221 11.1.1.4.3).
+_TRANSPARENT_EF = bytes([0x41, 0x21])
+# EF.ARR 2F06 record 10 (see _ARR_RECORDS): read always, everything else ADM1.
+_FILLER_ARR_REFERENCE = bytes([0x2F, 0x06, 10])
+
 
 def _min_bytes(value: int) -> bytes:
     """Big-endian on the fewest octets (SAIP wants sizes without leading zeros)."""
@@ -264,6 +277,61 @@ def _content(data: bytes) -> list[tuple[str, Any]]:
     return [("fillFileContent", data)]
 
 
+def _filler_element(header: dict[str, Any], fid: int, size: int) -> bytes:
+    """One PE-GenericFileManagement creating a transparent EF of ``size`` bytes under the MF.
+
+    ``filePath`` is the path from the MF without '3F00' (SAIP 8.3.5), so empty
+    means the MF itself.  The content is a deterministic pseudo-random stream
+    (SHAKE-128 of the file ID): the same arguments always give the same
+    package, and it does not look like padding.
+    """
+    fid_bytes = fid.to_bytes(2, "big")
+    content = hashlib.shake_128(b"smdpp filler " + fid_bytes).digest(size)
+    fcp = {
+        "fileDescriptor": _TRANSPARENT_EF,
+        "fileID": fid_bytes,
+        "securityAttributesReferenced": _FILLER_ARR_REFERENCE,
+        "efFileSize": _min_bytes(size),
+        "shortEFID": b"",  # no short file identifier
+    }
+    element = {
+        "gfm-header": header,
+        "fileManagementCMD": [[("filePath", b""), ("createFCP", fcp), ("fillFileContent", content)]],
+    }
+    return pe().encode("ProfileElement", ("genericFileManagement", element))
+
+
+def _fillers(ids: "_Ids", room: int) -> list[bytes]:
+    """Filler elements whose encodings add up to ``room`` bytes or just over.
+
+    ``room`` counts the filler elements and the PE-End that follows them
+    (whose identification number comes after theirs).
+    """
+    spec = pe()
+    fillers: list[bytes] = []
+    while True:
+        if len(fillers) == _FILLER_MAX_FILES:
+            raise ValueError("fill_to is larger than the filler files can hold")
+        fid = _FILLER_FIRST_FID + len(fillers)
+        header = ids.header()
+        end = spec.encode("ProfileElement", ("end", {"end-header": ids.peek()}))
+        left = room - sum(map(len, fillers)) - len(end)
+        full = _filler_element(header, fid, _FILLER_FILE_SIZE)
+        smallest = _filler_element(header, fid, 1)
+        if len(full) + len(smallest) <= left:
+            fillers.append(full)
+            continue
+        # The last file: the smallest content that reaches the target.  Its
+        # overhead varies with the length octets, hence the adjustment loops.
+        size = max(1, _FILLER_FILE_SIZE - (len(full) - left))
+        while len(_filler_element(header, fid, size)) < left:
+            size += 1
+        while size > 1 and len(_filler_element(header, fid, size - 1)) >= left:
+            size -= 1
+        fillers.append(_filler_element(header, fid, size))
+        return fillers
+
+
 class _Ids:
     """PEHeader values with consecutive identification numbers."""
 
@@ -271,9 +339,13 @@ class _Ids:
         self._next = 1
 
     def header(self) -> dict[str, Any]:
-        value = {"mandated": None, "identification": self._next}
+        value = self.peek()
         self._next += 1
         return value
+
+    def peek(self) -> dict[str, Any]:
+        """The header the next call of :meth:`header` returns."""
+        return {"mandated": None, "identification": self._next}
 
 
 def generate_test_profile(
@@ -290,6 +362,7 @@ def generate_test_profile(
     spn: str = DEFAULT_SPN,
     profile_type: str = DEFAULT_PROFILE_TYPE,
     mnc_length: int = 2,
+    fill_to: int | None = None,
 ) -> bytes:
     """DER bytes of a TS.48-like USIM test profile (an Unprotected Profile Package).
 
@@ -298,7 +371,13 @@ def generate_test_profile(
     OPc.  ``pin1`` is the global PIN1 (unblocked by ``puk1``), ``pin2`` the
     USIM's local PIN2 (unblocked by ``puk2``), ``adm1`` the administrative
     key.  ``mnc_length`` (2 or 3) tells the handset where the MNC ends in the
-    IMSI (EF.AD).  Raises ValueError for malformed input.
+    IMSI (EF.AD).  ``fill_to`` (bytes) pads the package to that size with
+    filler EFs created by PE-GenericFileManagement elements before PE-End
+    (for benchmarks of large profiles): exactly, or one byte more where the
+    DER length octets leave no exact fit, or up to one filler element (about
+    40 bytes) more when the profile leaves less room than that; ValueError if
+    the profile alone is already larger.  Raises ValueError for
+    malformed input.
     """
     validate_iccid(iccid)
     if len(ki) != 16 or len(opc) != 16:
@@ -388,8 +467,6 @@ def generate_test_profile(
             "opc": bytes(opc),
         }),
     }
-    end = {"end-header": ids.header()}
-
     spec = pe()
     elements = [
         ("header", header),
@@ -399,9 +476,18 @@ def generate_test_profile(
         ("usim", usim),
         ("pinCodes", usim_pins),
         ("akaParameter", aka),
-        ("end", end),
     ]
-    return b"".join(spec.encode("ProfileElement", element) for element in elements)
+    body = b"".join(spec.encode("ProfileElement", element) for element in elements)
+    fillers: list[bytes] = []
+    if fill_to is not None:
+        end_size = len(spec.encode("ProfileElement", ("end", {"end-header": ids.peek()})))
+        if fill_to < len(body) + end_size:
+            raise ValueError(f"fill_to {fill_to} is smaller than the profile itself "
+                             f"({len(body) + end_size} bytes)")
+        if fill_to > len(body) + end_size:
+            fillers = _fillers(ids, fill_to - len(body))
+    end = spec.encode("ProfileElement", ("end", {"end-header": ids.header()}))
+    return body + b"".join(fillers) + end
 
 
 def generate_default_test_profile() -> bytes:

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 SUPPORTED_SVN_MAJOR = (2,)
 # ProfileClass of SGP.22 2.4.x / StoreMetadataRequest
 PROFILE_CLASSES = {"test": 0, "provisioning": 1, "operational": 2}
+# ConfigureISDPRequest (SGP.22 5.5.2) without dpProprietaryData: empty 'BF24'
+CONFIGURE_ISDP = b"\xbf\x24\x00"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class RspEngine:
         self.config = config or EngineConfig()
         self.clock = clock
         self._hostname = self.config.hostname.lower()
+        self._metadata: dict[str, bytes] = {}  # matchingId -> StoreMetadataRequest DER
+        asn1.rsp()  # compile now, not on the first request
 
     # -- helpers ---------------------------------------------------------
 
@@ -78,12 +82,23 @@ class RspEngine:
 
     def _fail(self, session: Session, error: SgpError) -> SgpError:
         """End a session that the eUICC's data has made unusable, then return the error."""
+        previous = session.state
         session.finish(SessionState.CANCELLED, {
             "error": f"{error.subject_code}/{error.reason_code}", "message": error.message})
-        self.store.put(session)
+        self._commit(session, previous)
         log.info("transactionId=%s: ended on %s/%s: %s", session.transaction_id,
                  error.subject_code, error.reason_code, error.message)
         return error
+
+    def _commit(self, session: Session, expected: SessionState | None) -> None:
+        """Write the session only if its stored state is still ``expected``.
+
+        Several processes may share the store (``--workers``, a shared store):
+        the compare-and-set makes a replayed or concurrent call lose cleanly.
+        """
+        if not self.store.put_if(session, expected):
+            raise status.unknown_transaction(
+                f"transactionId {session.transaction_id} was changed by a concurrent call")
 
     def _address_ok(self, address: str) -> bool:
         """SGP.22 compares FQDNs case-insensitively; an activation code may add ':port'."""
@@ -114,15 +129,18 @@ class RspEngine:
         creds = self.certs.credentials(ci_pkid)
         tid = os.urandom(16)
         server_challenge = os.urandom(16)
-        server_signed1 = asn1.rsp().encode("ServerSigned1", {
-            "transactionId": tid, "euiccChallenge": euicc_challenge,
-            "serverAddress": smdp_address, "serverChallenge": server_challenge})
+        # ServerSigned1 (SGP.22 5.6.1): [0] transactionId, [1] euiccChallenge,
+        # [3] serverAddress, [4] serverChallenge; built directly, it is on every download
+        server_signed1 = encode_tlv(b"\x30", encode_tlv(b"\x80", tid)
+                                    + encode_tlv(b"\x81", euicc_challenge)
+                                    + encode_tlv(b"\x83", smdp_address.encode())
+                                    + encode_tlv(b"\x84", server_challenge))
         now = self.clock()
         session = Session(transaction_id=tid.hex().upper(), state=SessionState.INITIATED,
                           created=now, expires=now + self.config.session_lifetime,
                           smdp_address=smdp_address, euicc_challenge=euicc_challenge,
                           server_challenge=server_challenge, ci_pkid=ci_pkid)
-        self.store.put(session)
+        self._commit(session, None)
         log.info("transactionId=%s: initiateAuthentication, CI %s", session.transaction_id,
                  ci_pkid.hex())
         return {
@@ -150,7 +168,7 @@ class RspEngine:
         if resp.transaction_id != session.transaction_id_bytes:
             raise status.unknown_transaction("transactionId in euiccSigned1 does not match")
         identity = self.certs.verify_euicc(resp.eum_certificate, resp.euicc_certificate,
-                                           session.ci_pkid)
+                                           session.ci_pkid, other_certs=resp.other_certs_in_chain)
         if not verify_plain(identity.public_key, resp.euicc_signature1, resp.euicc_signed1):
             raise status.euicc_signature_invalid("euiccSignature1 does not verify")
         if resp.server_challenge != session.server_challenge:
@@ -160,8 +178,9 @@ class RspEngine:
             raise status.invalid_smdp_address("serverAddress in euiccSigned1 does not match")
         profile = self._profile_for(resp.matching_id, identity.eid)
         creds = self.certs.credentials(session.ci_pkid)
-        smdp_signed2 = asn1.rsp().encode("SmdpSigned2", {
-            "transactionId": session.transaction_id_bytes, "ccRequiredFlag": False})
+        # SmdpSigned2 (SGP.22 5.6.3): [0] transactionId, ccRequiredFlag BOOLEAN FALSE
+        smdp_signed2 = encode_tlv(b"\x30", encode_tlv(b"\x80", session.transaction_id_bytes)
+                                  + b"\x01\x01\x00")
         # SGP.22 5.6.3: smdpSignature2 covers smdpSigned2 and the euiccSignature1 TLV
         smdp_signature2 = encode_tlv(messages.SIGNATURE_TAG, sign_plain(
             creds.pb_key, smdp_signed2 + resp.euicc_signature1_tlv))
@@ -172,7 +191,7 @@ class RspEngine:
         session.matching_id = profile.matching_id
         session.iccid = profile.iccid
         session.smdp_signature2 = smdp_signature2
-        self.store.put(session)
+        self._commit(session, SessionState.INITIATED)
         log.info("transactionId=%s: authenticateClient EID %s, matchingId %s, ICCID %s",
                  tid, identity.eid, profile.matching_id, profile.iccid)
         return {
@@ -194,7 +213,10 @@ class RspEngine:
         return profile
 
     def _store_metadata(self, profile: Profile) -> bytes:
-        """StoreMetadataRequest ('BF25') for a profile (SGP.22 5.5.3)."""
+        """StoreMetadataRequest ('BF25') for a profile (SGP.22 5.5.3), encoded once."""
+        cached = self._metadata.get(profile.matching_id)
+        if cached is not None:
+            return cached
         metadata: dict[str, Any] = {
             "iccid": profile.iccid_ef,
             "serviceProviderName": profile.service_provider_name[:32],
@@ -203,7 +225,9 @@ class RspEngine:
         profile_class = PROFILE_CLASSES.get(profile.profile_class, 2)
         if profile_class != 2:  # DER leaves out a DEFAULT value
             metadata["profileClass"] = profile_class
-        return asn1.rsp().encode("StoreMetadataRequest", metadata)
+        encoded = self._metadata[profile.matching_id] = asn1.rsp().encode(
+            "StoreMetadataRequest", metadata)
+        return encoded
 
     # -- ES9+.GetBoundProfilePackage (SGP.22 5.6.2) -----------------------
 
@@ -212,6 +236,7 @@ class RspEngine:
         """Verify euiccSignature2, derive fresh session keys and bind the profile."""
         session = self._session(transaction_id, SessionState.AUTHENTICATED,
                                 SessionState.BPP_DELIVERED)
+        previous = session.state
         tid = session.transaction_id
         try:
             resp = messages.parse_prepare_download_response(prepare_download_response)
@@ -249,7 +274,7 @@ class RspEngine:
         bpp = bind_profile_package(
             transaction_id=session.transaction_id_bytes,
             eid=bytes.fromhex(session.eid or ""), euicc_otpk=resp.euicc_otpk,
-            dppb_key=creds.pb_key, configure_isdp=asn1.rsp().encode("ConfigureISDPRequest", {}),
+            dppb_key=creds.pb_key, configure_isdp=CONFIGURE_ISDP,
             store_metadata=self._store_metadata(profile), upp=profile.upp,
             host_id=self.config.host_id, smdp_ot_key=ot_key, use_ppk=self.config.use_ppk)
         session.state = SessionState.BPP_DELIVERED
@@ -258,7 +283,7 @@ class RspEngine:
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption())
         session.bpp_count += 1
-        self.store.put(session)
+        self._commit(session, previous)
         log.info("transactionId=%s: getBoundProfilePackage, %d bytes (delivery %d)", tid,
                  len(bpp.der), session.bpp_count)
         return {"transactionId": tid, "boundProfilePackage": bpp.der}
@@ -284,7 +309,7 @@ class RspEngine:
             return
         result = {"success": note.success, "seqNumber": note.seq_number, **note.details}
         session.finish(SessionState.DONE, result)
-        self.store.put(session)
+        self._commit(session, SessionState.BPP_DELIVERED)
         log.info("transactionId=%s: ProfileInstallationResult %s (EID %s, ICCID %s)",
                  session.transaction_id, "success" if note.success else f"error {note.details}",
                  session.eid, session.iccid)
@@ -292,7 +317,8 @@ class RspEngine:
     def _other_notification(self, note: messages.OtherSignedNotification) -> None:
         """otherSignedNotification: the eUICC certificate travels with it (SGP.22 5.6.4)."""
         # no session: the CI is the one the EUM certificate names
-        identity = self.certs.verify_euicc(note.eum_certificate, note.euicc_certificate, None)
+        identity = self.certs.verify_euicc(note.eum_certificate, note.euicc_certificate, None,
+                                           other_certs=note.other_certs_in_chain)
         if not verify_plain(identity.public_key, note.signature, note.data):
             raise status.euicc_signature_invalid("euiccNotificationSignature does not verify")
         log.info("notification %s from EID %s (seqNumber %d, ICCID %s)", note.operation,
@@ -304,6 +330,7 @@ class RspEngine:
         """Verify the eUICC-signed cancellation and end the session."""
         session = self._session(transaction_id, SessionState.AUTHENTICATED,
                                 SessionState.BPP_DELIVERED)
+        previous = session.state
         resp = messages.parse_cancel_session_response(cancel_session_response)
         if resp.transaction_id != session.transaction_id_bytes:
             raise status.unknown_transaction("transactionId in euiccCancelSessionSigned does "
@@ -317,7 +344,7 @@ class RspEngine:
         if not verify_plain(euicc_key, resp.signature, resp.signed):
             raise status.euicc_signature_invalid("euiccCancelSessionSignature does not verify")
         session.finish(SessionState.CANCELLED, {"cancelReason": resp.reason})
-        self.store.put(session)
+        self._commit(session, previous)
         log.info("transactionId=%s: cancelSession, reason %d", session.transaction_id,
                  resp.reason)
 

@@ -68,11 +68,22 @@ class EuiccInfo1:
 
 
 def parse_euicc_info1(data: bytes) -> EuiccInfo1:
-    """Parse EUICCInfo1 ('BF20')."""
-    _top(data, b"\xbf\x20", "euiccInfo1")
-    info = _decode("EUICCInfo1", data, "euiccInfo1")
-    return EuiccInfo1(info["svn"], list(info["euiccCiPKIdListForVerification"]),
-                      list(info["euiccCiPKIdListForSigning"]))
+    """Parse EUICCInfo1 ('BF20': svn '82', key id lists 'A9' and 'AA' of '04' items).
+
+    Read with the TLV helpers (this runs on every initiateAuthentication);
+    data objects added by later SGP.22 versions after 'AA' are tolerated.
+    """
+    top = _top(data, b"\xbf\x20", "euiccInfo1")
+    fields = _children(top, "euiccInfo1")
+    _expect(fields[:3], [b"\x82", b"\xa9", b"\xaa"], "euiccInfo1")
+    lists = []
+    for field in fields[1:3]:
+        items = _children(field, "euiccCiPKIdList")
+        if any(item.tag != b"\x04" for item in items):
+            raise malformed("euiccInfo1: a CI key id list holds something other than "
+                            "OCTET STRINGs")
+        lists.append([item.value for item in items])
+    return EuiccInfo1(fields[0].value, lists[0], lists[1])
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,17 @@ class AuthenticateServerResponse:
     server_address: str
     server_challenge: bytes
     matching_id: str | None
+    # v3 otherCertsInChain: the rest of the eUICC's chain (EUM, CI SubCA) when
+    # eum_certificate (v3 nextCertInChain) is an EUM SubCA; raw DER each.
+    other_certs_in_chain: tuple[bytes, ...] = ()
+
+
+def _certificate_chain(tlv: Tlv, what: str) -> tuple[bytes, ...]:
+    """``CertificateChain ::= SEQUENCE OF Certificate`` under a context tag: the raw certificates."""
+    certs = _children(tlv, what)
+    if not certs or any(c.tag != b"\x30" for c in certs):
+        raise malformed(f"{what}: expected one or more certificates")
+    return tuple(c.raw for c in certs)
 
 
 def parse_authenticate_server_response(data: bytes) -> AuthenticateServerResponse:
@@ -99,8 +121,11 @@ def parse_authenticate_server_response(data: bytes) -> AuthenticateServerRespons
         raise SgpError("8.1", "6.1", "eUICC reported authenticateResponseError "
                        f"{error['authenticateErrorCode']}")
     parts = _children(choice, "authenticateResponseOk")
-    _expect(parts, [b"\x30", SIGNATURE_TAG, b"\x30", b"\x30"], "authenticateResponseOk")
-    signed1, signature1, euicc_cert, eum_cert = parts
+    _expect(parts, [b"\x30", SIGNATURE_TAG, b"\x30", b"\x30", b"\xa0"], "authenticateResponseOk",
+            optional_tail=1)
+    signed1, signature1, euicc_cert, eum_cert = parts[:4]
+    # SGP.22 v3: otherCertsInChain [0] CertificateChain OPTIONAL
+    other_certs = _certificate_chain(parts[4], "otherCertsInChain") if len(parts) == 5 else ()
     fields = _children(signed1, "euiccSigned1")
     _expect(fields, [b"\x80", b"\x83", b"\x84", b"\xbf\x22", b"\xa0"], "euiccSigned1")
     tid, address, challenge, _info2, ctx = fields
@@ -118,7 +143,7 @@ def parse_authenticate_server_response(data: bytes) -> AuthenticateServerRespons
         euicc_signature1_tlv=signature1.raw, euicc_certificate=euicc_cert.raw,
         eum_certificate=eum_cert.raw, transaction_id=tid.value,
         server_address=_utf8(address.value, "serverAddress"),
-        server_challenge=challenge.value, matching_id=matching_id)
+        server_challenge=challenge.value, matching_id=matching_id, other_certs_in_chain=other_certs)
 
 
 @dataclass(frozen=True)
@@ -179,6 +204,7 @@ class OtherSignedNotification:
     operation: str
     notification_address: str
     iccid: bytes | None
+    other_certs_in_chain: tuple[bytes, ...] = ()  # v3 otherCertsInChain [1]
 
 
 _EVENTS = ("notificationInstall", "notificationEnable", "notificationDisable",
@@ -211,13 +237,17 @@ def parse_pending_notification(data: bytes) -> ProfileInstallationResult | Other
             success=kind == "successResult", details=details)
     top = _top(data, b"\x30", "pendingNotification")
     parts = _children(top, "otherSignedNotification")
-    _expect(parts, [b"\xbf\x2f", SIGNATURE_TAG, b"\x30", b"\x30"], "otherSignedNotification")
+    _expect(parts, [b"\xbf\x2f", SIGNATURE_TAG, b"\x30", b"\x30", b"\xa1"], "otherSignedNotification",
+            optional_tail=1)
+    # SGP.22 v3: otherCertsInChain [1] CertificateChain OPTIONAL
+    other_certs = _certificate_chain(parts[4], "otherCertsInChain") if len(parts) == 5 else ()
     meta = _decode("NotificationMetadata", parts[0].raw, "tbsOtherNotification")
     return OtherSignedNotification(
         data=parts[0].raw, signature=parts[1].value, euicc_certificate=parts[2].raw,
         eum_certificate=parts[3].raw, seq_number=meta["seqNumber"],
         operation=_event_name(meta["profileManagementOperation"]),
-        notification_address=meta["notificationAddress"], iccid=meta.get("iccid"))
+        notification_address=meta["notificationAddress"], iccid=meta.get("iccid"),
+        other_certs_in_chain=other_certs)
 
 
 @dataclass(frozen=True)

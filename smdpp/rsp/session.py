@@ -83,8 +83,10 @@ class Session:
 
     def to_record(self) -> dict[str, Any]:
         """A plain dict of builtins (for pickling stores)."""
-        record = dataclasses.asdict(self)
+        # shallow: every field is immutable but ``result`` (asdict's deepcopy is slow)
+        record = {f.name: getattr(self, f.name) for f in _FIELDS}
         record["state"] = self.state.value
+        record["result"] = dict(self.result)
         return record
 
     @classmethod
@@ -93,3 +95,6 @@ class Session:
         data = dict(record)
         data["state"] = SessionState(data["state"])
         return cls(**data)
+
+
+_FIELDS = dataclasses.fields(Session)

@@ -1,7 +1,7 @@
 """An in-memory session store: nothing written anywhere (``--in-memory``, tests)."""
 from __future__ import annotations
 
-from smdpp.rsp.session import Session
+from smdpp.rsp.session import Session, SessionState
 
 
 class MemoryStore:
@@ -16,6 +16,17 @@ class MemoryStore:
 
     def put(self, session: Session) -> None:
         self._records[session.transaction_id] = session.to_record()
+
+    def put_if(self, session: Session, expected_state: SessionState | None) -> bool:
+        # one process, one thread (the reactor): check-then-write cannot interleave
+        current = self._records.get(session.transaction_id)
+        if expected_state is None:
+            if current is not None:
+                return False
+        elif current is None or current["state"] != expected_state.value:
+            return False
+        self.put(session)
+        return True
 
     def delete(self, transaction_id: str) -> None:
         self._records.pop(transaction_id, None)

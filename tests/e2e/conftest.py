@@ -1,7 +1,8 @@
 """End-to-end fixtures: the real server started as a subprocess, the README way.
 
 Each server listens on 127.0.0.1 with a port the kernel picks (``-p 0``) and
-announces it in its log line ``serving ES9+ ... on http://HOST:PORT/...``.
+announces it in its log line ``serving ES9+ ... on http://HOST:PORT/...``
+(``https://`` with ``--tls``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Iterator
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-READY = re.compile(r"serving ES9\+ for \S+ on (http://[0-9.]+:\d+)/")
+READY = re.compile(r"serving ES9\+ for \S+ on (https?://[0-9.]+:\d+)/")
 
 
 @dataclass

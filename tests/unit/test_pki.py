@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.x509.oid import NameOID
 
 from smdpp.errors import SgpError
 from smdpp.pki import cli
-from smdpp.pki.chain import permitted_eids, verify_euicc_chain
+from smdpp.pki.chain import permitted_eids, registered_ids, verify_euicc_chain
 from smdpp.pki.ecdsa import public_key_from_point, public_point, sign_plain, verify_plain
 from smdpp.pki.eid import eid_check_digits, eid_is_valid, make_eid
 from smdpp.pki.issue import (
@@ -26,8 +27,18 @@ from smdpp.pki.issue import (
     issue_euicc,
     issue_euicc_identity,
     issue_eum,
+    issue_sub_ca,
 )
-from smdpp.pki.oids import ID_RSP_ROLE_DP_AUTH, ID_RSP_ROLE_EUM
+from smdpp.pki.oids import (
+    ID_RSP_PERMITTED_EINS,
+    ID_RSP_ROLE_DP_AUTH,
+    ID_RSP_ROLE_DP_AUTH_V3,
+    ID_RSP_ROLE_DP_PB,
+    ID_RSP_ROLE_EUICC,
+    ID_RSP_ROLE_EUICC_V3,
+    ID_RSP_ROLE_EUM,
+    ID_RSP_ROLE_EUM_V3,
+)
 from smdpp.pki.store import CertificateStore, verify_smdp_certificate
 
 EID = "89049032123451234512345678901235"
@@ -355,3 +366,267 @@ def test_select_ci(pki: Path) -> None:
     with pytest.raises(SgpError) as exc:
         store.credentials(unknown)
     assert status(exc) == ("8.11.1", "3.9")
+
+
+# --- basicConstraints, keyUsage, AKI (SGP.22 4.5.2.1) -------------------------
+
+
+def custom(issuer: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey, subject: x509.Name, *,
+           ca: bool | None, usage: dict[str, bool], policy: x509.ObjectIdentifier,
+           key: ec.EllipticCurvePrivateKey | None = None, aki: bool = True,
+           extra: list[x509.ExtensionType] = ()) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A certificate with exactly the extensions a test wants to get wrong."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    flags = dict(digital_signature=False, content_commitment=False, key_encipherment=False,
+                 data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                 encipher_only=False, decipher_only=False)
+    flags.update(usage)
+    builder = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(issuer.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.KeyUsage(**flags), critical=True)
+        .add_extension(x509.CertificatePolicies([x509.PolicyInformation(policy, None)]), critical=True)
+    )
+    if aki:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    if ca is not None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    for ext in extra:
+        builder = builder.add_extension(ext, critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()), key
+
+
+def eum_name() -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "smdpp Test EUM"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "custom EUM")])
+
+
+def eins_ext() -> x509.UnrecognizedExtension:
+    return x509.UnrecognizedExtension(ID_RSP_PERMITTED_EINS, encode_permitted_eins([EID[:8]]))
+
+
+def test_eum_must_be_a_ca_with_key_cert_sign(chain: dict) -> None:
+    for ca, usage in ((None, {"key_cert_sign": True}), (False, {"key_cert_sign": True}),
+                      (True, {"digital_signature": True})):
+        eum, eum_key = custom(chain["ci"], chain["ci_key"], eum_name(), ca=ca, usage=usage,
+                              policy=ID_RSP_ROLE_EUM, extra=[eins_ext()])
+        euicc, _ = issue_euicc_identity(eum, eum_key, EID)
+        assert check(chain, eum, euicc) == ("8.1.2", "6.1"), (ca, usage)
+    # The same EUM with both right is accepted: the failures above are the flags.
+    eum, eum_key = custom(chain["ci"], chain["ci_key"], eum_name(), ca=True, usage={"key_cert_sign": True},
+                          policy=ID_RSP_ROLE_EUM, extra=[eins_ext()])
+    euicc, _ = issue_euicc_identity(eum, eum_key, EID)
+    assert chain["store"].verify_euicc(der(eum), der(euicc), chain["pkid"]).eid == EID
+
+
+def test_eum_without_authority_key_identifier(chain: dict) -> None:
+    eum, eum_key = custom(chain["ci"], chain["ci_key"], eum_name(), ca=True, usage={"key_cert_sign": True},
+                          policy=ID_RSP_ROLE_EUM, extra=[eins_ext()], aki=False)
+    euicc, _ = issue_euicc_identity(eum, eum_key, EID)
+    assert check(chain, eum, euicc) == ("8.1.2", "6.1")
+    assert check(chain, eum, euicc, pkid=None) == ("8.1.2", "6.1")
+
+
+def test_euicc_key_usage_and_ca_flag(chain: dict) -> None:
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "smdpp Test EUM"),
+                         x509.NameAttribute(NameOID.SERIAL_NUMBER, EID)])
+    for ca, usage in ((None, {"key_agreement": True}), (True, {"digital_signature": True})):
+        euicc, _ = custom(chain["eum"], chain["eum_key"], subject, ca=ca, usage=usage, policy=ID_RSP_ROLE_EUICC)
+        assert check(chain, chain["eum"], euicc) == ("8.1.3", "6.1"), (ca, usage)
+    euicc, _ = custom(chain["eum"], chain["eum_key"], subject, ca=None, usage={"digital_signature": True},
+                      policy=ID_RSP_ROLE_EUICC)
+    assert chain["store"].verify_euicc(der(chain["eum"]), der(euicc), chain["pkid"]).eid == EID
+
+
+# --- sub-CAs and otherCertsInChain (SGP.22 v3 variants) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def variants(chain: dict) -> dict:
+    """Variant A: CI -> EUM -> EUM SubCA -> eUICC; Variant C adds a CI SubCA under the CI."""
+    ci, ci_key = chain["ci"], chain["ci_key"]
+    eum, eum_key = issue_eum(ci, ci_key, path_length=1, policy=ID_RSP_ROLE_EUM_V3)
+    sub, sub_key = issue_sub_ca(eum, eum_key, "eum-subca")
+    euicc, _ = issue_euicc_identity(sub, sub_key, EID, policy=ID_RSP_ROLE_EUICC_V3)
+    ci_sub, ci_sub_key = issue_sub_ca(ci, ci_key, "ci-subca", path_length=2)
+    c_eum, c_eum_key = issue_eum(ci_sub, ci_sub_key, path_length=1, policy=ID_RSP_ROLE_EUM_V3)
+    c_sub, c_sub_key = issue_sub_ca(c_eum, c_eum_key, "eum-subca")
+    c_euicc, _ = issue_euicc_identity(c_sub, c_sub_key, EID, policy=ID_RSP_ROLE_EUICC_V3)
+    return {"eum": eum, "eum_key": eum_key, "sub": sub, "sub_key": sub_key, "euicc": euicc,
+            "ci_sub": ci_sub, "c_eum": c_eum, "c_sub": c_sub, "c_euicc": c_euicc}
+
+
+def test_eum_subca_chain_needs_other_certs(chain: dict, variants: dict) -> None:
+    store, v = chain["store"], variants
+    identity = store.verify_euicc(der(v["sub"]), der(v["euicc"]), chain["pkid"], other_certs=[der(v["eum"])])
+    assert identity.eid == EID and identity.certificate == v["euicc"]
+    assert store.verify_euicc(der(v["sub"]), der(v["euicc"]), None, other_certs=[der(v["eum"])]).eid == EID
+    # Without otherCertsInChain the sub-CA does not lead to the CI.
+    assert check(chain, v["sub"], v["euicc"]) == ("8.1.2", "6.1")
+    # A copy of the CI in otherCertsInChain is tolerated; any other stray certificate is not.
+    assert store.verify_euicc(der(v["sub"]), der(v["euicc"]), chain["pkid"],
+                              other_certs=[der(v["eum"]), der(chain["ci"])]).eid == EID
+    with pytest.raises(SgpError, match="outside the chain") as exc:
+        store.verify_euicc(der(v["sub"]), der(v["euicc"]), chain["pkid"],
+                           other_certs=[der(v["eum"]), der(chain["eum"])])
+    assert status(exc) == ("8.1.2", "6.1")
+
+
+def test_variant_c_in_any_order(chain: dict, variants: dict) -> None:
+    store, v = chain["store"], variants
+    for others in ([v["c_eum"], v["ci_sub"]], [v["ci_sub"], v["c_eum"]]):
+        identity = store.verify_euicc(der(v["c_sub"]), der(v["c_euicc"]), None,
+                                      other_certs=[der(c) for c in others])
+        assert identity.eid == EID
+    with pytest.raises(SgpError) as exc:  # the CI SubCA is missing
+        store.verify_euicc(der(v["c_sub"]), der(v["c_euicc"]), chain["pkid"], other_certs=[der(v["c_eum"])])
+    assert status(exc) == ("8.1.2", "6.1")
+
+
+def test_sub_ca_checks(chain: dict, variants: dict) -> None:
+    ci, ci_key, v = chain["ci"], chain["ci_key"], variants
+
+    def run(sub: x509.Certificate, sub_key, eum: x509.Certificate, **kw) -> tuple[str, str]:
+        euicc, _ = issue_euicc_identity(sub, sub_key, kw.pop("eid", EID), policy=ID_RSP_ROLE_EUICC_V3)
+        with pytest.raises(SgpError) as exc:
+            chain["store"].verify_euicc(der(sub), der(euicc), chain["pkid"], other_certs=[der(eum)], **kw)
+        return status(exc)
+
+    # The EUM's pathLenConstraint 0 leaves no room for a sub-CA.
+    eum0, eum0_key = issue_eum(ci, ci_key, path_length=0)
+    sub, sub_key = issue_sub_ca(eum0, eum0_key, "eum-subca")
+    assert run(sub, sub_key, eum0) == ("8.1.2", "6.1")
+    # An expired sub-CA: 6.3.
+    old = datetime(2001, 1, 1, tzinfo=timezone.utc)
+    sub, sub_key = issue_sub_ca(v["eum"], v["eum_key"], "eum-subca", not_before=old, not_after=old + timedelta(days=9))
+    assert run(sub, sub_key, v["eum"]) == ("8.1.2", "6.3")
+    # A sub-CA may narrow the EID range; an EID outside it is refused as an eUICC failure.
+    sub, sub_key = issue_sub_ca(v["eum"], v["eum_key"], "eum-subca", eins=["8904903299"])
+    assert run(sub, sub_key, v["eum"]) == ("8.1.3", "6.1")
+    assert chain["store"].verify_euicc(
+        der(sub), der(issue_euicc_identity(sub, sub_key, make_eid("8904903299", 7))[0]), chain["pkid"],
+        other_certs=[der(v["eum"])]).eid == make_eid("8904903299", 7)
+    # Two EUM SubCAs stacked are no SGP.22 chain; nor is a sub-CA without an RSP role.
+    sub2, sub2_key = issue_sub_ca(v["sub"], v["sub_key"], "eum-subca")
+    euicc, _ = issue_euicc_identity(sub2, sub2_key, EID, policy=ID_RSP_ROLE_EUICC_V3)
+    with pytest.raises(SgpError, match="not an SGP.22 chain") as exc:
+        chain["store"].verify_euicc(der(sub2), der(euicc), chain["pkid"], other_certs=[der(v["sub"]), der(v["eum"])])
+    assert status(exc) == ("8.1.2", "6.1")
+    sub, sub_key = issue_sub_ca(v["eum"], v["eum_key"], "eum-subca", policy=ID_RSP_ROLE_DP_AUTH)
+    assert run(sub, sub_key, v["eum"]) == ("8.1.2", "6.1")
+
+
+# --- start-up checks of the SM-DP+'s own certificates ------------------------------
+
+
+def _replace(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(der(cert))
+    key_path = path.parent / path.name.replace("CERT_", "SK_").replace(".der", ".pem")
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+
+
+def _ci_of(certs: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    ci_dir = certs / "CertificateIssuer"
+    cert = x509.load_der_x509_certificate((ci_dir / "CERT_CI_ECDSA_NIST.der").read_bytes())
+    key = serialization.load_pem_private_key((ci_dir / "SK_CI_ECDSA_NIST.pem").read_bytes(), None)
+    return cert, key
+
+
+def test_store_refuses_expired_or_wrong_dp_certificates(tmp_path: Path) -> None:
+    create_test_pki(tmp_path / "certs", tmp_path / "euicc")
+    ci, ci_key = _ci_of(tmp_path / "certs")
+    auth = tmp_path / "certs" / "DPauth" / "CERT_S_SM_DPauth_ECDSA_NIST.der"
+    old = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    _replace(auth, *issue_dp_certificate(ci, ci_key, "auth", not_before=old, not_after=old + timedelta(days=30)))
+    with pytest.raises(ValueError, match=r"CERT_S_SM_DPauth_ECDSA_NIST\.der: SM-DP\+ auth certificate expired on 2020-01-31"):
+        CertificateStore.load(tmp_path / "certs")
+    _replace(auth, *issue_dp_certificate(ci, ci_key, "auth", policy=ID_RSP_ROLE_DP_PB))
+    with pytest.raises(ValueError, match=r"CERT_S_SM_DPauth_ECDSA_NIST\.der: .*lacks certificate policy 2\.23\.146\.1\.2\.1\.4"):
+        CertificateStore.load(tmp_path / "certs")
+    # The v3 (Variant Ov3/A/B/C) dp-auth policy is a dp-auth policy too.
+    _replace(auth, *issue_dp_certificate(ci, ci_key, "auth", policy=ID_RSP_ROLE_DP_AUTH_V3))
+    assert len(CertificateStore.load(tmp_path / "certs").credential_pkids) == 1
+
+
+def test_store_checks_the_ci_certificate(tmp_path: Path) -> None:
+    create_test_pki(tmp_path / "certs", tmp_path / "euicc")
+    ci_file = tmp_path / "certs" / "CertificateIssuer" / "CERT_CI_ECDSA_NIST.der"
+    for kwargs, message in (({"policy": ID_RSP_ROLE_EUM}, "lacks certificate policy 2.23.146.1.2.1.0"),
+                            ({"not_before": datetime(2000, 1, 1, tzinfo=timezone.utc),
+                              "not_after": datetime(2001, 1, 1, tzinfo=timezone.utc)}, "expired on 2001-01-01")):
+        cert, _ = issue_ci(**kwargs)
+        ci_file.write_bytes(der(cert))
+        (ci_file.with_suffix(".pem")).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        with pytest.raises(ValueError, match=f"CERT_CI_ECDSA_NIST.*{message}"):
+            CertificateStore.load(tmp_path / "certs")
+
+
+def test_check_tls(tmp_path: Path) -> None:
+    create_test_pki(tmp_path / "certs", tmp_path / "euicc", hostname="smdp.test")
+    store = CertificateStore.load(tmp_path / "certs")
+    (tls,) = store.check_tls()
+    assert tls.cert_path.name == "CERT_S_SM_DP_TLS_NIST.pem"
+    with pytest.raises(ValueError, match=r"CERT_S_SM_DP_TLS_NIST\.\w+: DPtls certificate expired on \d{4}-\d\d-\d\d"):
+        store.check_tls(NOW + timedelta(days=365 * 11))
+    ci, ci_key = _ci_of(tmp_path / "certs")
+    tls_file = tmp_path / "certs" / "DPtls" / "CERT_S_SM_DP_TLS_NIST.der"
+    tls_file.with_suffix(".pem").unlink()
+    # A DPtls with the wrong policy, or without its key, still lets plain HTTP start; --tls refuses it.
+    _replace(tls_file, *issue_dp_certificate(ci, ci_key, "tls", policy=ID_RSP_ROLE_DP_AUTH))
+    with pytest.raises(ValueError, match=r"CERT_S_SM_DP_TLS_NIST\.der: .*policy 2\.23\.146\.1\.2\.1\.3"):
+        CertificateStore.load(tmp_path / "certs").check_tls()
+    cert, _ = issue_dp_certificate(ci, ci_key, "tls")
+    tls_file.write_bytes(der(cert))  # its key stays the old one
+    store = CertificateStore.load(tmp_path / "certs")
+    with pytest.raises(ValueError, match=r"CERT_S_SM_DP_TLS_NIST\.der: no private key"):
+        store.check_tls()
+    other_ci, other_key = issue_ci()
+    _replace(tls_file, *issue_dp_certificate(other_ci, other_key, "tls"))
+    with pytest.raises(ValueError, match="not issued by any CI"):
+        CertificateStore.load(tmp_path / "certs").check_tls()
+    shutil.rmtree(tmp_path / "certs" / "DPtls")
+    with pytest.raises(ValueError, match="no DPtls certificate"):
+        CertificateStore.load(tmp_path / "certs").check_tls()
+
+
+# --- several credential sets ---------------------------------------------------------
+
+
+def test_preferred_curve_only_decides_among_matches(pki: Path) -> None:
+    store = CertificateStore.load(pki / "certs")
+    by_curve = {store.credentials(p).curve: p for p in store.credential_pkids}
+    nist, brp = by_curve["secp256r1"], by_curve["brainpoolP256r1"]
+    assert store.select_ci([nist, brp], [nist, brp]) == nist  # the eUICC's order
+    store.preferred_curve = "brainpoolP256r1"
+    assert store.select_ci([nist, brp], [nist, brp]) == brp
+    assert store.select_ci([nist], [nist, brp]) == nist  # a preference, not a requirement
+    store.preferred_curve = "secp256r1"
+    assert store.select_ci([brp, nist], [brp, nist]) == nist
+    assert "curve=brainpoolP256r1" in repr(store.credentials(brp))
+
+
+def test_cli_create_with_ein_range_and_both_curves(tmp_path: Path) -> None:
+    certs = tmp_path / "data" / "certs"
+    assert cli.main(["create", "--certs", str(certs), "--ein", "89049099", "--ein", "89049098",
+                     "--hostname", "smdp.example.org", "--smdp-oid", "2.999.77"]) == 0
+    assert cli.main(["create", "--certs", str(certs), "--curve", "brainpool"]) == 0
+    store = CertificateStore.load(certs)
+    assert sorted(store.credentials(p).curve for p in store.credential_pkids) == ["brainpoolP256r1", "secp256r1"]
+    eum = x509.load_der_x509_certificate((tmp_path / "data" / "euicc" / "eum_cert.der").read_bytes())
+    assert permitted_eids(eum).eins == ("89049099", "89049098")
+    first = x509.load_der_x509_certificate((tmp_path / "data" / "euicc" / "euicc_cert.der").read_bytes())
+    assert first.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == make_eid("89049099", 1)
+    assert (tmp_path / "data" / "euicc-brainpool" / "euicc_cert.der").is_file()
+    assert cli.main(["issue-euicc", "--euicc", str(tmp_path / "data" / "euicc"), "--count", "3"]) == 0
+    for serial in (1, 2, 3):
+        d = tmp_path / "data" / "euicc" / make_eid("89049099", serial)
+        assert store.verify_euicc((d / "eum_cert.der").read_bytes(), (d / "euicc_cert.der").read_bytes(), None)
+    auth = x509.load_der_x509_certificate(store.credentials(
+        next(p for p in store.credential_pkids if store.credentials(p).curve == "secp256r1")).auth_cert_der)
+    assert registered_ids(auth) == ["2.999.77"]
+    with pytest.raises(ValueError, match="outside the EUM range"):
+        create_test_pki(tmp_path / "x", tmp_path / "y", eins=["89049099"], eid=EID)

@@ -1,0 +1,274 @@
+"""``python -m bench.download``: complete profile downloads against a real smdpp, measured.
+
+For every combination of ``--curve``, ``--size`` and ``--concurrency`` (each
+takes a comma-separated list) the benchmark
+
+1. makes a fresh data folder (test PKI on the curve, profile of the size,
+   ``--euiccs`` eUICC identities; see :mod:`bench.datadir`), optionally
+   with ``--prefill`` finished sessions in its store;
+2. starts ``./osmo-smdpp.py -H 127.0.0.1 -p 0 --data-dir DIR`` (plus
+   ``--server-arg`` options, e.g. ``--workers 2``);
+3. runs ``--warmup`` downloads, samples the server's CPU time, runs ``-n``
+   downloads with ``--concurrency`` in flight (at most ``--max-seconds``),
+   samples again;
+4. stops the server and prints downloads/s, server CPU ms per download and
+   peak RSS, client CPU, p50/p95/p99 of every ES9+ call and of the whole
+   download, and failures by reason.
+
+``--url`` measures a server that is already running instead: its data
+folder (``--data-dir``) provides the EUM to issue eUICCs with and the
+profile, ``--server-pid`` the process to read CPU and memory from.
+``--memory-checkpoints`` records the server's RSS every
+``--checkpoint-every`` downloads, to show memory stays flat over a long run.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from bench import datadir, procstat
+from bench.load import run_load
+from bench.report import format_checkpoints, format_tables, summarize
+from bench.profile_report import report_collapsed
+from bench.server import PySpy, ServerProcess, start_server
+
+__all__ = ["main", "parse_args", "run_one"]
+
+CURVES = ("nist", "brainpool")
+
+
+def _list(kind: type, choices: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
+    """An argparse type: a comma-separated list of values."""
+    def parse(text: str) -> list:
+        values = [kind(v.strip()) for v in text.split(",") if v.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("empty list")
+        if choices is not None:
+            bad = [v for v in values if v not in choices]
+            if bad:
+                raise argparse.ArgumentTypeError(f"{', '.join(bad)} not in {', '.join(choices)}")
+        return values
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(
+        prog="python -m bench.download",
+        description="Benchmark complete SGP.22 profile downloads (software eUICC, full "
+                    "verification, kept-alive HTTP on loopback) against smdpp.")
+    p.add_argument("--curve", type=_list(str, CURVES), default=["nist"],
+                   help="nist and/or brainpool, comma-separated (default: nist)")
+    p.add_argument("--size", type=_list(str, tuple(datadir.PROFILE_SIZES)), default=["12k"],
+                   help="profile size(s): 12k (TS.48 v2 if present), 100k, 500k (default: 12k)")
+    p.add_argument("-c", "--concurrency", type=_list(int), default=[4],
+                   help="downloads in flight, comma-separated (default: 4)")
+    p.add_argument("-n", "--count", type=int, default=500, help="measured downloads per run")
+    p.add_argument("--warmup", type=int, default=20,
+                   help="downloads before the measurement starts (default: %(default)s)")
+    p.add_argument("--max-seconds", type=float, default=600.0,
+                   help="stop starting downloads after this long (default: %(default)s)")
+    p.add_argument("--euiccs", type=int, default=8,
+                   help="eUICC identities, used in turn (default: %(default)s)")
+    p.add_argument("--prefill", type=_list(int), default=[0],
+                   help="finished sessions written into the store before the server starts, "
+                        "comma-separated for several runs (default: 0)")
+    p.add_argument("--store", metavar="URL",
+                   help="pass --store URL to the server and prefill that store")
+    p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                   help="one more server option (repeat: --server-arg=--workers --server-arg=2)")
+    p.add_argument("--server-profile", type=Path, metavar="FILE",
+                   help="profile the server (cProfile) during the measured downloads and "
+                        "write the statistics to FILE (several runs: FILE.1, FILE.2, ...); "
+                        "read it with python -m bench.profile_report FILE")
+    p.add_argument("--py-spy", type=Path, metavar="FILE",
+                   help="sample the server with py-spy during the measured downloads (collapsed "
+                        "stacks to FILE, several runs: FILE.1, ...) and print where its CPU goes")
+    p.add_argument("--py-spy-rate", type=int, default=100, metavar="HZ",
+                   help="py-spy samples per second (default: %(default)s; py-spy competes "
+                        "with the server for CPU)")
+    p.add_argument("--memory-checkpoints", action="store_true",
+                   help="record the server's RSS every --checkpoint-every downloads")
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--data-dir", type=Path,
+                   help="the data folder: kept after the run (must be new or empty; with "
+                        "several runs one subfolder each); with --url, the running server's")
+    p.add_argument("--testdata", type=Path, default=datadir.DEFAULT_TESTDATA,
+                   help="folder with upp/TS48V2-... (default: ../shared/testdata)")
+    p.add_argument("--url", help="measure the smdpp already running at this http:// URL")
+    p.add_argument("--server-pid", type=int, help="with --url: the server process, for CPU and RSS")
+    p.add_argument("--matching-id", help="with --url: the profile to download")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the records as JSON to FILE")
+    args = p.parse_args(argv)
+    if args.count < 0 or args.warmup < 0 or args.euiccs < 1 or args.checkpoint_every < 1:
+        p.error("-n and --warmup must be >= 0, --euiccs and --checkpoint-every >= 1")
+    if args.url:
+        if args.data_dir is None:
+            p.error("--url needs --data-dir, the running server's data folder")
+        if len(args.curve) > 1 or len(args.size) > 1 or args.prefill != [0] \
+                or args.server_profile or args.server_arg or args.store:
+            p.error("--url measures one running server: no curve/size lists, --prefill, "
+                    "--store, --server-arg or --server-profile")
+    return args
+
+
+def _client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concurrency: int,
+             pid: int | None, config: dict[str, Any],
+             server: ServerProcess | None = None,
+             spy_to: Path | None = None) -> dict[str, Any]:
+    """Warm up, then the measured downloads between two samples of the server
+    (and, for a server started with a profiler, inside its profiled window)."""
+    common = dict(smdp_address=datadir.HOSTNAME, matching_id=data.matching_id,
+                  concurrency=concurrency)
+    if args.warmup:
+        warm = run_load(url, data.identities, count=args.warmup, **common)
+        if not any(o.ok for o in warm.outcomes):
+            first = next((o.error for o in warm.outcomes), "no download ran")
+            raise RuntimeError(f"warm-up downloads failed: {first}")
+    checkpoints: list[dict[str, Any]] = []
+    last = {"downloads": 0, "cpu": 0.0}
+    lock = threading.Lock()
+    before = procstat.sample(pid) if pid else None
+    last["cpu"] = before.cpu_seconds if before else 0.0
+
+    def on_done(done: int) -> None:
+        if pid is None or done % args.checkpoint_every:
+            return
+        now = procstat.sample(pid)
+        with lock:
+            interval = done - last["downloads"]
+            checkpoints.append({
+                "downloads": done, "rss_mib": round(now.rss_kib / 1024, 1),
+                "peak_rss_mib": round(now.hwm_kib / 1024, 1),
+                "cpu_ms_per_download": round((now.cpu_seconds - last["cpu"]) * 1000 / interval, 3)})
+            last.update(downloads=done, cpu=now.cpu_seconds)
+
+    profiling = server is not None and server.profile_to is not None
+    if profiling:
+        server.profile_start()
+    spy = PySpy(pid, spy_to, args.py_spy_rate) if spy_to is not None and pid else None
+    client_before = _client_cpu()
+    load = run_load(url, data.identities, count=args.count, max_seconds=args.max_seconds,
+                    on_done=on_done if args.memory_checkpoints else None, **common)
+    client_cpu = _client_cpu() - client_before
+    after = procstat.sample(pid) if pid else None
+    if profiling:
+        server.profile_stop()
+    if spy is not None:
+        spy.stop()
+    record = summarize(config, load, server_before=before, server_after=after,
+                       client_cpu_seconds=client_cpu, checkpoints=sorted(
+                           checkpoints, key=lambda c: c["downloads"]))
+    if spy is not None:
+        record["py_spy"] = str(spy.out)
+        print(report_collapsed(spy.out, cpu_ms=record["server_cpu_ms_per_download"],
+                               downloads=record["ok"]), end="\n\n")
+    return record
+
+
+def _open_store(url: str | None, data_dir: Path) -> Any:
+    if url is None:
+        from smdpp.store import ShelveStore
+        return ShelveStore(data_dir)
+    from smdpp.store import open_store  # the --store URL of the server
+    return open_store(url, data_dir)
+
+
+def run_one(args: argparse.Namespace, data_dir: Path, *, curve: str, size: str,
+            concurrency: int, prefill: int, profile_to: Path | None = None,
+            spy_to: Path | None = None) -> dict[str, Any]:
+    """Prepare ``data_dir``, start a server on it, measure, stop it; the run's record."""
+    data = datadir.prepare(data_dir, curve=curve, size=size, euiccs=args.euiccs,
+                           testdata=args.testdata)
+    if prefill:
+        store = _open_store(args.store, data_dir)
+        try:
+            datadir.prefill_sessions(store, prefill, matching_id=data.matching_id,
+                                     ci_cert_der=(data_dir / "euicc" / "ci_cert.der").read_bytes())
+        finally:
+            store.close()
+    server_args = [*(["--store", args.store] if args.store else []), *args.server_arg]
+    config = {"curve": curve, "size": size, "profile": data.profile_source,
+              "profile_bytes": data.profile_bytes, "concurrency": concurrency,
+              "count": args.count, "warmup": args.warmup, "euiccs": args.euiccs,
+              "prefill": prefill, "server_args": server_args, "cpus": os.cpu_count()}
+    server = start_server(data_dir, *server_args, profile_to=profile_to)
+    try:
+        return _measure(server.url, data, args, concurrency, server.pid, config, server, spy_to)
+    finally:
+        code = server.stop()
+        if code not in (0, None):
+            print(f"warning: the server exited with {code}:\n{server.log_tail()}", file=sys.stderr)
+
+
+def _run_attached(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="smdpp-bench-euiccs-") as identity_dir:
+        data = datadir.attach(args.data_dir, Path(identity_dir), euiccs=args.euiccs,
+                              matching_id=args.matching_id)
+        config = {"curve": "external", "size": f"{data.profile_bytes}B",
+                  "profile": data.profile_source, "profile_bytes": data.profile_bytes,
+                  "concurrency": args.concurrency[0], "count": args.count,
+                  "warmup": args.warmup, "euiccs": args.euiccs, "prefill": 0,
+                  "server_args": [], "url": args.url, "cpus": os.cpu_count()}
+        return _measure(args.url, data, args, args.concurrency[0], args.server_pid, config,
+                        spy_to=args.py_spy)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark matrix; print the tables; 0 if every download succeeded, 2 if a
+    run could not be set up."""
+    args = parse_args(argv)
+    try:
+        records = _run_all(args)
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 2
+    print(format_tables(records))
+    checkpoints = format_checkpoints(records)
+    if checkpoints:
+        print()
+        print(checkpoints)
+    if args.json is not None:
+        args.json.write_text(json.dumps(records, indent=2) + "\n")
+    clean = all(r["failed"] == 0 and (r["ok"] > 0 or args.count == 0) for r in records)
+    return 0 if clean else 1
+
+
+def _run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    if args.url:
+        records.append(_run_attached(args))
+    else:
+        runs = list(itertools.product(args.curve, args.size, args.concurrency, args.prefill))
+        with tempfile.TemporaryDirectory(prefix="smdpp-bench-") as scratch:
+            base = args.data_dir or Path(scratch)
+            for number, (curve, size, concurrency, prefill) in enumerate(runs, 1):
+                data_dir = base if args.data_dir and len(runs) == 1 else base / f"run{number}"
+                profile_to, spy_to = args.server_profile, args.py_spy
+                if len(runs) > 1:
+                    profile_to = profile_to and profile_to.with_name(f"{profile_to.name}.{number}")
+                    spy_to = spy_to and spy_to.with_name(f"{spy_to.name}.{number}")
+                print(f"run {number}/{len(runs)}: {curve} {size} concurrency {concurrency}"
+                      f"{f' prefill {prefill}' if prefill else ''} ...", file=sys.stderr,
+                      flush=True)
+                records.append(run_one(args, data_dir, curve=curve, size=size,
+                                       concurrency=concurrency, prefill=prefill,
+                                       profile_to=profile_to, spy_to=spy_to))
+    return records
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,478 @@
+"""Built-in TLS for ES9+ (``--tls``): the SM-DP+ TLS certificate (CERT.DP.TLS) served by Twisted.
+
+SGP.22 2.6.6 asks the SM-DP+ for TLS 1.2 with the cipher suites
+TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 and TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
+on a NIST P-256 or brainpoolP256r1 DPtls certificate; TLS 1.3 is offered as
+well for clients that ask for it.  Twisted does TLS through pyOpenSSL, which
+runs the OpenSSL bundled in the ``cryptography`` wheel, not the system's.
+
+Three things are not left to OpenSSL's defaults:
+
+* The key exchange groups are set explicitly.  OpenSSL's default server list
+  has no brainpoolP256r1, so a TLS 1.2 client that offers only that curve gets
+  "no shared cipher" (RFC 8422 5.1: ECDHE needs a curve both sides list).
+* OpenSSL keeps one ECDSA certificate per context, so NIST and Brainpool
+  DPtls cannot share one.  Each gets its own context, and the server picks
+  per handshake, from the raw ClientHello, the one the client can verify
+  (TLS 1.2: the certificate's curve among the client's supported_groups,
+  RFC 8422 5.1; TLS 1.3: the curve's ECDSA scheme among its
+  signature_algorithms, RFC 8446 4.2.3 / RFC 8734), NIST first.  The switch
+  happens in the servername callback, which OpenSSL runs on every
+  ClientHello, with or without SNI.
+* What this OpenSSL cannot do (a suite, the Brainpool group) is found at
+  start-up and reported in one line with the way out, never as a failed
+  handshake later.  An expired or not yet valid DPtls refuses to start.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from zope.interface import implementer
+
+from smdpp.pki.chain import utc_now
+from smdpp.pki.store import TlsCredential
+
+try:
+    # pyOpenSSL has no public call for a group list; its cffi binding of OpenSSL has one.
+    from OpenSSL._util import lib as _lib
+except ImportError:  # a pyOpenSSL without it: reported at start-up as "cannot set groups"
+    _lib = None
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "SGP22_TLS12_CIPHERS",
+    "ClientHello",
+    "DptlsServer",
+    "TlsSetupError",
+    "choose_certificate",
+    "parse_client_hello",
+]
+
+#: SGP.22 2.6.6 TLS 1.2 cipher suites, in OpenSSL's names, in order of preference.
+SGP22_TLS12_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-SHA256")
+#: Key exchange groups (OpenSSL names).  P-256 and brainpoolP256r1 are the
+#: SGP.22 curves for TLS 1.2; brainpoolP256r1 is TLS 1.2 only since RFC 8446,
+#: its TLS 1.3 twin (RFC 8734) is offered where OpenSSL knows it.
+NIST_GROUP = "P-256"
+BRAINPOOL_TLS12_GROUP = "brainpoolP256r1"
+BRAINPOOL_TLS13_GROUP = "brainpoolP256r1tls13"
+X25519_GROUP = "X25519"
+#: The TLS 1.3 signature scheme a Brainpool certificate needs (RFC 8734).
+BRAINPOOL_TLS13_SIGALG = "ecdsa_brainpoolP256r1tls13_sha256"
+
+#: Per certificate curve: (TLS NamedGroup of the curve for TLS 1.2, TLS 1.3 SignatureScheme).
+_CURVE_IDS: dict[str, tuple[int, int]] = {
+    "secp256r1": (23, 0x0403),  # secp256r1, ecdsa_secp256r1_sha256
+    "brainpoolP256r1": (26, 0x081A),  # brainpoolP256r1, ecdsa_brainpoolP256r1tls13_sha256
+}
+_CURVE_LABEL = {"secp256r1": "NIST P-256", "brainpoolP256r1": "brainpoolP256r1"}
+_TLS13 = 0x0304
+#: TLS alerts a failed handshake of this server ends with (RFC 8446 6.2).
+_ALERTS = {40: "handshake_failure", 47: "illegal_parameter", 50: "decode_error", 70: "protocol_version",
+           71: "insufficient_security", 80: "internal_error", 109: "missing_extension"}
+#: Enough for any real ClientHello (post-quantum key shares included); a longer one is not inspected.
+_HELLO_LIMIT = 65536
+_WAY_OUT = ("way out: run without --tls behind nginx (contrib/nginx-smdpp.conf), "
+            "or install a cryptography/pyOpenSSL whose OpenSSL has it")
+
+
+class TlsSetupError(ValueError):
+    """``--tls`` cannot be served as asked; the message is the one start-up line to show."""
+
+
+# --- the ClientHello, read before OpenSSL answers it ----------------------
+
+
+@dataclass(frozen=True)
+class ClientHello:
+    """The parts of a TLS ClientHello (RFC 8446 4.1.2) that decide which DPtls to present."""
+
+    legacy_version: int
+    supported_versions: tuple[int, ...]  # extension 43; empty if absent
+    supported_groups: tuple[int, ...] | None  # extension 10; None if absent
+    signature_algorithms: tuple[int, ...] | None  # extension 13; None if absent
+
+    @property
+    def offers_tls13(self) -> bool:
+        """True if the client offers TLS 1.3, which this server then negotiates."""
+        return _TLS13 in self.supported_versions
+
+
+def _u16_list(data: bytes, length_size: int) -> tuple[int, ...]:
+    """A TLS vector of uint16 with a ``length_size``-byte length prefix; ValueError if malformed."""
+    size = int.from_bytes(data[:length_size], "big")
+    body = data[length_size:length_size + size]
+    if len(data) < length_size or len(body) != size or size % 2:
+        raise ValueError("bad uint16 vector")
+    return tuple(int.from_bytes(body[i:i + 2], "big") for i in range(0, size, 2))
+
+
+def parse_client_hello(data: bytes) -> ClientHello | None:
+    """The ClientHello at the start of ``data`` (TLS records as received); None if incomplete or not one.
+
+    The handshake message may span several records (RFC 8446 5.1).
+    """
+    handshake = bytearray()
+    pos = 0
+    try:
+        while True:
+            if len(handshake) >= 4 and len(handshake) >= 4 + int.from_bytes(handshake[1:4], "big"):
+                break
+            if len(data) < pos + 5 or data[pos] != 22:  # 22: handshake record
+                return None
+            size = int.from_bytes(data[pos + 3:pos + 5], "big")
+            fragment = data[pos + 5:pos + 5 + size]
+            if len(fragment) != size:
+                return None
+            handshake += fragment
+            pos += 5 + size
+        if handshake[0] != 1:  # 1: client_hello
+            return None
+        body = bytes(handshake[4:4 + int.from_bytes(handshake[1:4], "big")])
+        legacy_version = int.from_bytes(body[0:2], "big")
+        at = 2 + 32  # legacy_version, random
+        at += 1 + body[at]  # legacy_session_id
+        at += 2 + int.from_bytes(body[at:at + 2], "big")  # cipher_suites
+        at += 1 + body[at]  # legacy_compression_methods
+        extensions: dict[int, bytes] = {}
+        if at < len(body):
+            end = at + 2 + int.from_bytes(body[at:at + 2], "big")
+            if end > len(body):
+                return None
+            at += 2
+            while at < end:
+                ext_type = int.from_bytes(body[at:at + 2], "big")
+                ext_size = int.from_bytes(body[at + 2:at + 4], "big")
+                extensions[ext_type] = body[at + 4:at + 4 + ext_size]
+                at += 4 + ext_size
+            if at != end:
+                return None
+        elif at > len(body):
+            return None
+        versions = _u16_list(extensions[43], 1) if 43 in extensions else ()
+        groups = _u16_list(extensions[10], 2) if 10 in extensions else None
+        sigalgs = _u16_list(extensions[13], 2) if 13 in extensions else None
+    except (IndexError, ValueError):
+        return None
+    return ClientHello(legacy_version, versions, groups, sigalgs)
+
+
+def describe(hello: ClientHello) -> str:
+    """What a client offered, for the log line of a failed handshake."""
+    names = {**{v[0]: k for k, v in _CURVE_IDS.items()}, 29: "x25519", 31: "brainpoolP256r1tls13"}
+    groups = ("(none listed)" if hello.supported_groups is None
+              else ",".join(names.get(g, str(g)) for g in hello.supported_groups))
+    return f"TLS 1.3: {'yes' if hello.offers_tls13 else 'no'}, groups {groups}"
+
+
+def can_use(curve: str, hello: ClientHello) -> bool:
+    """True if a client sending ``hello`` can accept a DPtls certificate on ``curve``."""
+    group, scheme = _CURVE_IDS[curve]
+    if hello.offers_tls13:
+        return hello.signature_algorithms is not None and scheme in hello.signature_algorithms
+    # TLS 1.2: without supported_groups the client accepts any curve (RFC 8422 5.1).
+    return hello.supported_groups is None or group in hello.supported_groups
+
+
+def choose_certificate(curves: Sequence[str], hello: ClientHello | None) -> int:
+    """Index into ``curves`` of the certificate to present: the first the client can use, else 0."""
+    if hello is not None:
+        for index, curve in enumerate(curves):
+            if can_use(curve, hello):
+                return index
+    return 0
+
+
+# --- OpenSSL -----------------------------------------------------------------
+
+
+def _set_list(function: str, context: SSL.Context, names: Sequence[str]) -> bool:
+    """Call the OpenSSL list setter ``function`` (groups, sigalgs) on ``context``; False if refused.
+
+    A binding without the function counts as a refusal.
+    """
+    setter = getattr(_lib, function, None)
+    if setter is None:
+        return False
+    ok = setter(context._context, ":".join(names).encode("ascii")) == 1
+    if not ok:
+        _lib.ERR_clear_error()  # a stale error would surface in the next pyOpenSSL call
+    return ok
+
+
+@dataclass(frozen=True)
+class OpenSslSupport:
+    """What the OpenSSL under pyOpenSSL can do of what SGP.22 2.6.6 asks."""
+
+    version: str
+    tls12_ciphers: tuple[str, ...]  # those of SGP22_TLS12_CIPHERS it has
+    tls13: bool
+    groups: tuple[str, ...]  # the groups it accepted, in our order
+    brainpool_tls13_sigalg: bool
+
+    @property
+    def brainpool_tls12(self) -> bool:
+        return BRAINPOOL_TLS12_GROUP in self.groups
+
+
+def probe_openssl() -> OpenSslSupport:
+    """Ask the OpenSSL under pyOpenSSL, on a scratch context, which of our settings it accepts."""
+    version = SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode("ascii", "replace")
+    ciphers: list[str] = []
+    for name in SGP22_TLS12_CIPHERS:
+        scratch = SSL.Context(SSL.TLS_SERVER_METHOD)
+        try:
+            scratch.set_cipher_list(name.encode("ascii"))
+        except SSL.Error:
+            continue
+        if name in SSL.Connection(scratch, None).get_cipher_list():
+            ciphers.append(name)
+    scratch = SSL.Context(SSL.TLS_SERVER_METHOD)
+    tls13 = hasattr(SSL, "TLS1_3_VERSION")
+    groups = tuple(g for g in (NIST_GROUP, X25519_GROUP, BRAINPOOL_TLS12_GROUP, BRAINPOOL_TLS13_GROUP)
+                   if _set_list("SSL_CTX_set1_curves_list", scratch, [g]))
+    sigalg = _set_list("SSL_CTX_set1_sigalgs_list", scratch, [BRAINPOOL_TLS13_SIGALG])
+    return OpenSslSupport(version, tuple(ciphers), tls13, groups, sigalg)
+
+
+@dataclass(frozen=True)
+class _Served:
+    """One DPtls with its own OpenSSL context."""
+
+    credential: TlsCredential
+    curve: str  # the certificate's curve, cryptography's name
+    context: SSL.Context
+
+
+def _curve_of(credential: TlsCredential) -> str:
+    key = credential.certificate.public_key()
+    curve = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else None
+    if curve not in _CURVE_IDS:
+        raise TlsSetupError(f"{credential.cert_path}: DPtls key must be on NIST P-256 or "
+                            f"brainpoolP256r1 (SGP.22 2.6.6), not {curve or type(key).__name__}")
+    return curve
+
+
+def check_validity(credential: TlsCredential, now: datetime | None = None) -> None:
+    """TlsSetupError naming the file and the date if the DPtls is outside its validity period."""
+    cert = credential.certificate
+    if not credential.expired(now):
+        return
+    if utc_now(now) > cert.not_valid_after_utc:
+        raise TlsSetupError(f"{credential.cert_path}: DPtls certificate expired on "
+                            f"{cert.not_valid_after_utc.date()} (notAfter {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC); "
+                            "--tls will not serve it: put a valid DPtls in its place, "
+                            "or run without --tls behind a TLS proxy")
+    raise TlsSetupError(f"{credential.cert_path}: DPtls certificate is not valid before "
+                        f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC; --tls will not serve it yet")
+
+
+def _context(credential: TlsCredential, support: OpenSslSupport, groups: Sequence[str]) -> SSL.Context:
+    """A server context for one DPtls with the SGP.22 2.6.6 parameters."""
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_max_proto_version(SSL.TLS1_3_VERSION if support.tls13 else SSL.TLS1_2_VERSION)
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    context.set_cipher_list(":".join(support.tls12_ciphers).encode("ascii"))
+    if not _set_list("SSL_CTX_set1_curves_list", context, groups):
+        raise TlsSetupError(f"{support.version} refused the groups {':'.join(groups)}; {_WAY_OUT}")
+
+    try:
+        key = serialization.load_pem_private_key(credential.key_path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise TlsSetupError(f"{credential.key_path}: cannot read the DPtls key: {exc}") from None
+    chain = _chain_file_certificates(credential)
+    try:
+        context.use_certificate(credential.certificate)
+        for extra in chain:
+            context.add_extra_chain_cert(extra)
+        context.use_privatekey(key)  # type: ignore[arg-type]  # an EC key (checked by the store)
+        context.check_privatekey()
+    except SSL.Error as exc:
+        raise TlsSetupError(f"{credential.cert_path}: {support.version} will not use this "
+                            f"DPtls with {credential.key_path.name}: {exc}") from None
+    return context
+
+
+def _chain_file_certificates(credential: TlsCredential) -> list[x509.Certificate]:
+    """Certificates after the DPtls in its PEM file (intermediate CAs), to send along with it."""
+    data = credential.cert_path.read_bytes()
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        return []
+    return [c for c in x509.load_pem_x509_certificates(data) if c != credential.certificate]
+
+
+# --- Twisted -----------------------------------------------------------------
+
+
+class _HelloRecordingTLS(BufferingTLSTransport):
+    """A TLS server transport that keeps the client's first bytes (its ClientHello) for the callback."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.client_hello_bytes = bytearray()
+        self.recording = True
+        self.client_hello: ClientHello | None = None
+        self.dptls_choice: int | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.recording:
+            room = _HELLO_LIMIT - len(self.client_hello_bytes)
+            self.client_hello_bytes += data[:room]
+            self.recording = len(data) < room
+        super().dataReceived(data)
+
+
+class _DptlsFactory(TLSMemoryBIOFactory):
+    protocol = _HelloRecordingTLS
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class DptlsServer:
+    """The TLS side of ``--tls``: builds one OpenSSL connection per accepted TCP connection.
+
+    Create with :meth:`from_credentials`, log :attr:`summary` and
+    :attr:`warnings` at start-up, and listen with
+    ``reactor.listenTCP(port, server.wrap(site))``.
+    """
+
+    def __init__(self, served: Sequence[_Served], summary: str, warnings: Sequence[str],
+                 support: OpenSslSupport) -> None:
+        self._served = tuple(served)
+        self._curves = tuple(s.curve for s in served)
+        #: Start-up line: what is served, how, with which OpenSSL.
+        self.summary = summary
+        #: Start-up lines: what this OpenSSL lacks, each with the way out.
+        self.warnings = tuple(warnings)
+        self.support = support
+        for s in self._served:
+            s.context.set_tlsext_servername_callback(self._on_client_hello)
+            s.context.set_info_callback(self._on_info)
+
+    @property
+    def credentials(self) -> tuple[TlsCredential, ...]:
+        """The DPtls certificates served, the default (NIST where present) first."""
+        return tuple(s.credential for s in self._served)
+
+    @classmethod
+    def from_credentials(cls, credentials: Sequence[TlsCredential], now: datetime | None = None,
+                         support: OpenSslSupport | None = None) -> "DptlsServer":
+        """Check the DPtls certificates and this OpenSSL, and prepare a context per certificate.
+
+        TlsSetupError (one line, naming the file or the missing feature and
+        the way out) when ``--tls`` cannot be served: no DPtls, an expired or
+        not yet valid one, a key that does not fit, an OpenSSL without the
+        SGP.22 suites, or only a Brainpool DPtls and an OpenSSL that cannot
+        offer brainpoolP256r1.
+        """
+        if not credentials:
+            raise TlsSetupError("--tls: no DPtls certificate (CERT_*.pem or .der with its SK_*.pem) "
+                                "in certs/DPtls")
+        by_curve: dict[str, TlsCredential] = {}
+        for credential in credentials:
+            check_validity(credential, now)
+            by_curve.setdefault(_curve_of(credential), credential)
+        support = support or probe_openssl()
+        notes: list[str] = []
+
+        if not support.tls12_ciphers:
+            raise TlsSetupError(f"{support.version} has none of the SGP.22 2.6.6 TLS 1.2 "
+                                f"cipher suites {', '.join(SGP22_TLS12_CIPHERS)}; {_WAY_OUT}")
+        missing = [c for c in SGP22_TLS12_CIPHERS if c not in support.tls12_ciphers]
+        if missing:
+            notes.append(f"TLS: {support.version} lacks {', '.join(missing)}: TLS 1.2 clients "
+                         f"that offer only that suite cannot connect; {_WAY_OUT}")
+        if NIST_GROUP not in support.groups:
+            raise TlsSetupError(f"{support.version} cannot set the TLS group {NIST_GROUP}; {_WAY_OUT}")
+        if not support.tls13:
+            notes.append(f"TLS: {support.version} has no TLS 1.3: serving TLS 1.2 only")
+
+        if "brainpoolP256r1" in by_curve and not support.brainpool_tls12:
+            brainpool = by_curve["brainpoolP256r1"]
+            if "secp256r1" not in by_curve:
+                raise TlsSetupError(f"{brainpool.cert_path}: a brainpoolP256r1 DPtls needs the TLS group "
+                                    f"{BRAINPOOL_TLS12_GROUP}, which {support.version} cannot offer "
+                                    f"(TLS 1.2 would fail with 'no shared cipher'); {_WAY_OUT}, "
+                                    "or use a NIST P-256 DPtls")
+            notes.append(f"TLS: {support.version} cannot offer the TLS group {BRAINPOOL_TLS12_GROUP}: "
+                         f"serving the NIST DPtls only, not {brainpool.cert_path}; {_WAY_OUT}")
+            del by_curve["brainpoolP256r1"]
+        if "brainpoolP256r1" in by_curve and support.tls13 and not support.brainpool_tls13_sigalg:
+            notes.append(f"TLS: {support.version} lacks {BRAINPOOL_TLS13_SIGALG}: TLS 1.3 clients "
+                         "without NIST P-256 cannot connect; they must use TLS 1.2")
+
+        groups = [g for g in (NIST_GROUP, X25519_GROUP, BRAINPOOL_TLS12_GROUP, BRAINPOOL_TLS13_GROUP)
+                  if g in support.groups]
+        order = [c for c in ("secp256r1", "brainpoolP256r1") if c in by_curve]
+        served = [_Served(by_curve[c], c, _context(by_curve[c], support, groups)) for c in order]
+        protocols = "TLS 1.2 and 1.3" if support.tls13 else "TLS 1.2"
+        listing = ", ".join(f"{s.credential.cert_path} ({_CURVE_LABEL[s.curve]}, valid until "
+                            f"{s.credential.certificate.not_valid_after_utc.date()})" for s in served)
+        chosen = "; chosen per handshake" if len(served) > 1 else ""
+        summary = (f"TLS: {protocols} with {support.version}: {listing}{chosen}; "
+                   f"TLS 1.2 suites {':'.join(support.tls12_ciphers)}, groups {':'.join(groups)}")
+        return cls(served, summary, notes, support)
+
+    # -- twisted.internet.interfaces.IOpenSSLServerConnectionCreator --
+
+    def serverConnectionForTLS(self, protocol: Any) -> SSL.Connection:
+        """A new OpenSSL connection for ``protocol``, on the default DPtls until the ClientHello says."""
+        connection = SSL.Connection(self._served[0].context, None)
+        connection.set_app_data(protocol)
+        return connection
+
+    def _on_client_hello(self, connection: SSL.Connection) -> None:
+        """OpenSSL's servername callback: switch to the DPtls the client can use."""
+        try:
+            protocol = connection.get_app_data()
+            if not isinstance(protocol, _HelloRecordingTLS):
+                return
+            protocol.recording = False
+            index = protocol.dptls_choice
+            if index is None:  # the first ClientHello (a second one after HelloRetryRequest keeps it)
+                protocol.client_hello = parse_client_hello(bytes(protocol.client_hello_bytes))
+                protocol.client_hello_bytes.clear()
+                index = protocol.dptls_choice = choose_certificate(self._curves, protocol.client_hello)
+            if index:
+                connection.set_context(self._served[index].context)
+            log.debug("TLS: presenting %s", self._served[index].credential.cert_path.name)
+        except Exception:  # an exception must not escape into OpenSSL; keep the default DPtls
+            log.exception("TLS: could not choose the DPtls for this handshake")
+
+    def _on_info(self, connection: SSL.Connection, where: int, value: int) -> None:
+        """OpenSSL's info callback: say why a handshake failed (a fatal alert we send), with what the client offered.
+
+        Alerts after the handshake (OpenSSL "sends" decode_error when a
+        client drops the connection without close_notify) are not reported.
+        """
+        try:
+            protocol = connection.get_app_data()
+            if where & SSL.SSL_CB_HANDSHAKE_DONE:
+                setattr(protocol, "tls_established", True)
+                return
+            if (where & SSL.SSL_CB_WRITE_ALERT) != SSL.SSL_CB_WRITE_ALERT or value >> 8 != 2:
+                return  # not a fatal alert of ours
+            if getattr(protocol, "tls_established", False):
+                return
+            hello = getattr(protocol, "client_hello", None)
+            peer = protocol.getPeer() if protocol is not None else None
+            alert = value & 0xFF
+            log.info("TLS: handshake with %s failed, alert %d (%s)%s", getattr(peer, "host", "?"), alert,
+                     _ALERTS.get(alert, "see RFC 8446 6"),
+                     f"; the client offered {describe(hello)}" if hello is not None else "")
+        except Exception:  # logging must not break OpenSSL's callback
+            log.exception("TLS: could not describe a failed handshake")
+
+    def wrap(self, factory: Any) -> TLSMemoryBIOFactory:
+        """A Twisted factory serving ``factory`` (the ES9+ Site) over this TLS."""
+        return _DptlsFactory(self, False, factory)

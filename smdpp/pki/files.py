@@ -1,0 +1,50 @@
+"""Files of the PKI: folders 0700, private keys 0600, certificates and CRLs 0644.
+
+Private keys (SK.*, the CI and EUM keys of a test PKI) must never be readable
+by other users; the folders that hold them are closed as well.  Certificates
+and CRLs are public.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+__all__ = ["make_dir", "write_cert", "write_file", "write_key"]
+
+
+def make_dir(path: Path) -> None:
+    """Create ``path`` and missing parents with mode 0700 (keys live below)."""
+    missing = []
+    p = Path(path)
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700)
+        os.chmod(d, 0o700)  # mkdir's mode is reduced by the umask
+
+
+def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` with exactly ``mode``, replacing its content."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)  # an existing file keeps its old mode otherwise
+        f.write(data)
+
+
+def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """A private key as SEC 1 "EC PRIVATE KEY" PEM (the format of the SGP.26 SK_* files), 0600."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    write_file(path, pem, 0o600)
+
+
+def write_cert(path: Path, cert: x509.Certificate, *, pem: bool = False) -> None:
+    """A certificate as DER at ``path``, and as PEM next to it (same stem) if ``pem``."""
+    write_file(path, cert.public_bytes(serialization.Encoding.DER))
+    if pem:
+        write_file(path.with_suffix(".pem"), cert.public_bytes(serialization.Encoding.PEM))
