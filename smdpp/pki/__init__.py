@@ -3,7 +3,8 @@
 * :mod:`.ecdsa`  ECDSA in the plain r||s form of SGP.22 / BSI TR-03111, EC points
 * :mod:`.oids`   role policy OIDs and the permittedEins extension
 * :mod:`.eid`    EID check digits
-* :mod:`.chain`  chain checks: CI -> [CI SubCA] -> EUM -> [EUM SubCA] -> eUICC, CI -> DPauth / DPpb / DPtls
+* :mod:`.certificate`  one certificate: accessors, profile checks; CI, DPauth / DPpb / DPtls
+* :mod:`.chain`  the eUICC chain: CI -> [CI SubCA] -> EUM -> [EUM SubCA] -> eUICC, EID range
 * :mod:`.crl`    CRLs: loading and verifying them, revocation lookup, issuing them
 * :mod:`.store`  the SM-DP+ certificate store (CIs, DP credentials per CI, CRLs, TLS)
 * :mod:`.issue`  a private test PKI in the SGP.26 file layout
@@ -12,7 +13,8 @@
 """
 from __future__ import annotations
 
-from smdpp.pki.chain import EuiccIdentity, verify_euicc_chain, verify_smdp_certificate
+from smdpp.pki.certificate import verify_smdp_certificate
+from smdpp.pki.chain import EuiccIdentity, verify_euicc_chain
 from smdpp.pki.crl import CrlError, CrlSet, issue_crl, revoke
 from smdpp.pki.ecdsa import public_key_from_point, public_point, sign_plain, verify_plain
 from smdpp.pki.eid import eid_is_valid, make_eid

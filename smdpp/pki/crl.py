@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 
-from smdpp.pki.chain import (
+from smdpp.pki.certificate import (
     authority_key_identifier,
     basic_constraints,
     check_signed_by,

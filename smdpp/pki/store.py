@@ -33,17 +33,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smdpp.errors import SgpError
-from smdpp.pki.chain import (
-    EuiccIdentity,
+from smdpp.pki.certificate import (
     authority_key_identifier,
     check_ci_certificate,
     check_smdp_certificate,
     registered_ids,
     subject_key_identifier,
     utc_now,
-    verify_euicc_chain,
     verify_smdp_certificate,
 )
+from smdpp.pki.chain import EuiccIdentity, verify_euicc_chain
 from smdpp.pki.crl import CrlSet
 from smdpp.pki.ecdsa import public_point
 

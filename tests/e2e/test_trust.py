@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smdpp.asn1 import rsp
+from smdpp.asn1.tlv import encode_tlv, parse_single
 from smdpp.euicc.card import SoftEuicc
 from smdpp.euicc.client import download
 from smdpp.euicc.es9 import Es9Client, b64d, b64e
@@ -79,14 +80,6 @@ def _wait_for(server: RunningServer, text: str, after: int, timeout: float = 20.
     raise AssertionError(f"no {text!r} in the server log:\n{server.log()}")
 
 
-def _refuses_to_start(data_dir: Path) -> str:
-    """Run the server on ``data_dir``; it must exit with status 1. Its output."""
-    run = subprocess.run([sys.executable, str(REPO / "osmo-smdpp.py"), "-H", "127.0.0.1", "-p", "0",
-                          "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert run.returncode == 1, run.stdout + run.stderr
-    return run.stdout + run.stderr
-
-
 @dataclass
 class Trust:
     """The shared server and the eUICCs made for it."""
@@ -96,9 +89,15 @@ class Trust:
     brainpool: SoftEuicc
     revoked_euicc: SoftEuicc  # its certificate is on the EUM's CRL
     revoked_eum: SoftEuicc  # its EUM is on the CI's CRL
-    subca: SoftEuicc  # CI -> EUM -> EUM SubCA -> eUICC, v3 policies
+    subca_chain: tuple  # (CI, EUM SubCA, its key, EID, EUM): CI -> EUM -> EUM SubCA -> eUICC
     nist_pkid: bytes
     brainpool_pkid: bytes
+
+    def subca_card(self, *, send_chain: bool = True) -> SoftEuicc:
+        """A new eUICC under the EUM SubCA (v3 policies), sending the EUM in otherCertsInChain or not."""
+        ci, sub, sub_key, eid, eum = self.subca_chain
+        return _card(ci, sub, sub_key, eid, other_certs=(eum,) if send_chain else (),
+                     policy=ID_RSP_ROLE_EUICC_V3)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +115,6 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trust]:
     revoked_eum = _card(ci, other_eum, other_eum_key, base_eid)
     v3_eum, v3_eum_key = issue_eum(ci, ci_key, path_length=1, policy=ID_RSP_ROLE_EUM_V3)
     sub, sub_key = issue_sub_ca(v3_eum, v3_eum_key, "eum-subca")
-    subca = _card(ci, sub, sub_key, base_eid, other_certs=(v3_eum,), policy=ID_RSP_ROLE_EUICC_V3)
 
     revoke(crl, eum, eum_key, [x509.load_der_x509_certificate(revoked_euicc.euicc_certificate).serial_number])
     revoke(crl, ci, ci_key, [other_eum.serial_number])
@@ -124,7 +122,8 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trust]:
     server = start_server(data)
     nist = SoftEuicc.from_identity_dir(data / "euicc")
     brainpool = SoftEuicc.from_identity_dir(data / "euicc-brainpool")
-    yield Trust(server, nist, brainpool, revoked_euicc, revoked_eum, subca, nist.ci_pkid, brainpool.ci_pkid)
+    yield Trust(server, nist, brainpool, revoked_euicc, revoked_eum, (ci, sub, sub_key, base_eid, v3_eum),
+                nist.ci_pkid, brainpool.ci_pkid)
     server.stop()
 
 
@@ -181,15 +180,26 @@ def test_revoked_eum_is_refused(trust: Trust) -> None:
 
 
 def test_eum_subca_with_other_certs_in_chain(trust: Trust) -> None:
-    card = trust.subca
     with Es9Client(trust.server.url) as client:
-        result = download(client, card, smdp_address=ADDRESS, matching_id=MATCHING_ID)
+        result = download(client, trust.subca_card(), smdp_address=ADDRESS, matching_id=MATCHING_ID)
         assert result.notification_sent, result.notification_error
-        # The same eUICC without otherCertsInChain cannot show its chain up to the CI.
-        card.other_certs_in_chain = ()
-        flow = Flow(client, card)
+        # Without otherCertsInChain the eUICC cannot show its chain up to the CI.
+        flow = Flow(client, trust.subca_card(send_chain=False))
         assert_ok(flow.initiate())
         assert_failed(flow.authenticate(), "8.1.2", "6.1")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x04\x00"], ids=["empty", "not-a-certificate"])
+def test_malformed_other_certs_in_chain(trust: Trust, content: bytes) -> None:
+    with Es9Client(trust.server.url) as client:
+        flow = Flow(client, trust.subca_card())
+        assert_ok(flow.initiate())
+        asr = flow.authenticate_server()
+        parts = parse_single(asr, b"\xbf\x38").children()[0].children()
+        assert parts[-1].tag == b"\xa0"  # the card sent otherCertsInChain
+        forged = encode_tlv(b"\xbf\x38", encode_tlv(b"\xa0", b"".join(
+            p.raw for p in parts[:-1]) + encode_tlv(b"\xa0", content)))
+        assert_failed(flow.authenticate(forged), "1.2", "2.1")
 
 
 def test_brainpool_preference_decides_only_when_both_match(trust: Trust) -> None:
@@ -246,34 +256,24 @@ def test_sighup_reloads_crls(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_crl_with_bad_signature_stops_the_start(tmp_path: Path) -> None:
-    data = tmp_path / "smdpp-data"
-    create_test_pki(data / "certs", data / "euicc")
+def _forged_crl(data: Path) -> None:
     ci, _ = _ci(data / "certs")
     impostor = ec.generate_private_key(ec.SECP256R1())
     (data / "crl").mkdir()
     (data / "crl" / "ci-forged.crl").write_bytes(
         issue_crl(ci, impostor, []).public_bytes(serialization.Encoding.DER))
-    out = _refuses_to_start(data)
-    assert "cannot start" in out and "ci-forged.crl: CRL signature does not verify" in out
 
 
-def test_stale_crl_stops_the_start(tmp_path: Path) -> None:
-    data = tmp_path / "smdpp-data"
-    create_test_pki(data / "certs", data / "euicc")
+def _stale_crl(data: Path) -> None:
     ci, ci_key = _ci(data / "certs")
     now = datetime.now(timezone.utc)
     (data / "crl").mkdir()
     (data / "crl" / "ci.crl").write_bytes(issue_crl(
         ci, ci_key, [], this_update=now - timedelta(days=60), next_update=now - timedelta(days=30),
     ).public_bytes(serialization.Encoding.DER))
-    out = _refuses_to_start(data)
-    assert "ci.crl: CRL is past its nextUpdate" in out
 
 
-def test_expired_dpauth_stops_the_start(tmp_path: Path) -> None:
-    data = tmp_path / "smdpp-data"
-    create_test_pki(data / "certs", data / "euicc")
+def _expired_dpauth(data: Path) -> None:
     ci, ci_key = _ci(data / "certs")
     old = datetime(2021, 3, 1, tzinfo=timezone.utc)
     cert, key = issue_dp_certificate(ci, ci_key, "auth", not_before=old, not_after=old + timedelta(days=365))
@@ -281,5 +281,39 @@ def test_expired_dpauth_stops_the_start(tmp_path: Path) -> None:
     (auth_dir / "CERT_S_SM_DPauth_ECDSA_NIST.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
     (auth_dir / "SK_S_SM_DPauth_ECDSA_NIST.pem").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    out = _refuses_to_start(data)
+
+
+_BROKEN = {"forged-crl": _forged_crl, "stale-crl": _stale_crl, "expired-dpauth": _expired_dpauth}
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The server started on each broken data folder of ``_BROKEN``: its exit status and output."""
+    outputs = {}
+    for name, breaks in _BROKEN.items():
+        data = tmp_path_factory.mktemp(name) / "smdpp-data"
+        create_test_pki(data / "certs", data / "euicc")
+        breaks(data)
+        run = subprocess.run(
+            [sys.executable, str(REPO / "osmo-smdpp.py"), "-H", "127.0.0.1", "-p", "0", "--data-dir", str(data)],
+            capture_output=True, text=True, timeout=60, cwd=REPO)
+        outputs[name] = f"exit status {run.returncode}\n{run.stdout}{run.stderr}"
+    return outputs
+
+
+def test_crl_with_bad_signature_stops_the_start(refusals: dict[str, str]) -> None:
+    out = refusals["forged-crl"]
+    assert out.startswith("exit status 1\n"), out
+    assert "cannot start" in out and "ci-forged.crl: CRL signature does not verify" in out
+
+
+def test_stale_crl_stops_the_start(refusals: dict[str, str]) -> None:
+    out = refusals["stale-crl"]
+    assert out.startswith("exit status 1\n"), out
+    assert "ci.crl: CRL is past its nextUpdate" in out
+
+
+def test_expired_dpauth_stops_the_start(refusals: dict[str, str]) -> None:
+    out = refusals["expired-dpauth"]
+    assert out.startswith("exit status 1\n"), out
     assert "CERT_S_SM_DPauth_ECDSA_NIST.der: SM-DP+ auth certificate expired on 2022-03-01" in out
