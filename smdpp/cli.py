@@ -143,12 +143,9 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     """
     from twisted.internet import reactor, task
     from twisted.internet.error import CannotListenError
-    from twisted.web.server import Site
-
     from smdpp.http.es9p import Es9pServer
 
-    site = Site(Es9pServer(engine).resource())
-    site.displayTracebacks = False  # a traceback is never an answer to the network
+    site = Es9pServer(engine).site()
     factory: Any = site
     scheme = "http"
     if args.tls:

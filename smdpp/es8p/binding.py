@@ -37,6 +37,7 @@ from smdpp.es8p.bound_profile_package import (
     TAG_STORE_METADATA,
 )
 from smdpp.es8p.initialise_secure_channel import encode_initialise_secure_channel
+from smdpp.es8p.protected_profile import ProtectedProfilePackage
 from smdpp.es8p.replace_session_keys import encode_replace_session_keys
 from smdpp.pki.ecdsa import public_point
 
@@ -62,7 +63,8 @@ def bind_profile_package(*, transaction_id: bytes, eid: bytes, euicc_otpk: bytes
                          dppb_key: ec.EllipticCurvePrivateKey, configure_isdp: bytes,
                          store_metadata: bytes, upp: bytes, host_id: bytes,
                          smdp_ot_key: ec.EllipticCurvePrivateKey | None = None,
-                         use_ppk: bool = True) -> BoundProfilePackage:
+                         use_ppk: bool = True,
+                         protected: ProtectedProfilePackage | None = None) -> BoundProfilePackage:
     """Build the BoundProfilePackage for one eUICC (SGP.22 2.5.5).
 
     ``eid`` is the 16-octet EID; ``configure_isdp`` / ``store_metadata`` the DER
@@ -71,6 +73,9 @@ def bind_profile_package(*, transaction_id: bytes, eid: bytes, euicc_otpk: bytes
     curve of ``dppb_key``, which must also be the curve of ``euicc_otpk``.
     ``use_ppk`` selects fresh random Profile Protection Keys for the '86'
     segments (secondSequenceOf87 present) or the session keys (absent).
+    ``protected`` is ``upp`` already protected under its own PPKs
+    (:func:`~smdpp.es8p.protected_profile.protect_profile_package`): its
+    '86' segments are used as they are and its PPKs sent in ReplaceSessionKeys.
     Raises :class:`BspError` on invalid input.
     """
     if len(eid) != 16:
@@ -101,14 +106,20 @@ def bind_profile_package(*, transaction_id: bytes, eid: bytes, euicc_otpk: bytes
         encode_tlv(TAG_SEQUENCE_OF_88,
                    b"".join(protect_segmented(session, TAG_MAC_ONLY, store_metadata))),
     ]
+    if protected is not None and not use_ppk:
+        raise BspError("a Protected Profile Package needs use_ppk")
     if use_ppk:
-        ppk = SessionKeys(s_enc=os.urandom(KEY_LENGTH_AES128), s_mac=os.urandom(KEY_LENGTH_AES128),
-                          initial_mcv=os.urandom(KEY_LENGTH_AES128))
+        ppk = protected.ppk if protected is not None else SessionKeys(
+            s_enc=os.urandom(KEY_LENGTH_AES128), s_mac=os.urandom(KEY_LENGTH_AES128),
+            initial_mcv=os.urandom(KEY_LENGTH_AES128))
         parts.append(encode_tlv(
             TAG_SECOND_SEQUENCE_OF_87,
             b"".join(protect_segmented(session, TAG_MAC_AND_ENC, encode_replace_session_keys(ppk)))))
         session.replace_session_keys(ppk)
-    parts.append(encode_tlv(TAG_SEQUENCE_OF_86,
-                            b"".join(protect_segmented(session, TAG_PROFILE_SEGMENT, upp))))
+    if protected is not None:
+        parts.append(protected.sequence_of_86)
+    else:
+        parts.append(encode_tlv(TAG_SEQUENCE_OF_86,
+                                b"".join(protect_segmented(session, TAG_PROFILE_SEGMENT, upp))))
     return BoundProfilePackage(der=encode_tlv(TAG_BOUND_PROFILE_PACKAGE, b"".join(parts)),
                                smdp_otpk=smdp_otpk)

@@ -16,6 +16,8 @@ and are re-exported here for the callers that know them from this module.
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Sequence
@@ -226,6 +228,23 @@ def _check_ca_path(path: list[x509.Certificate], ci_cert: x509.Certificate, now:
 
     Raises ValueError naming the role, or :class:`Expired`.
     """
+    roles, ranges = _check_ca_path_static(tuple(path), ci_cert)
+    for index in reversed(range(len(path))):  # top-down, as RFC 5280 6.1 walks
+        _check_revocation(path[index], revoked, roles[index])
+        check_validity(path[index], now, roles[index])
+    return list(ranges)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_ca_path_static(path: tuple[x509.Certificate, ...], ci_cert: x509.Certificate
+                          ) -> tuple[tuple[str, ...], tuple[PermittedEids, ...]]:
+    """The checks of :func:`_check_ca_path` that do not depend on time or CRLs.
+
+    An EUM (and its sub-CAs) signs many eUICCs: its signature, roles,
+    constraints and ranges are checked once and remembered (certificates
+    compare by their DER); dates and revocation are checked on every call.
+    A failing path raises and is not remembered.
+    """
     roles = [_ca_role(c) for c in path]
     if tuple(roles) not in _CA_PATHS:
         raise ValueError(f"EUM certificate chain {' <- '.join(reversed(roles))} is not an SGP.22 chain")
@@ -234,7 +253,7 @@ def _check_ca_path(path: list[x509.Certificate], ci_cert: x509.Certificate, now:
     if ci_basic is not None and ci_basic.path_length is not None and len(path) > ci_basic.path_length:
         raise ValueError(f"CI pathLenConstraint {ci_basic.path_length} does not allow this chain")
     ranges: list[PermittedEids] = []
-    parents = path[1:] + [ci_cert]
+    parents = path[1:] + (ci_cert,)
     for index in reversed(range(len(path))):  # top-down, as RFC 5280 6.1 walks
         cert, role = path[index], roles[index]
         check_critical_extensions(cert)
@@ -244,9 +263,7 @@ def _check_ca_path(path: list[x509.Certificate], ci_cert: x509.Certificate, now:
         found = permitted_eids(cert) if role == "EUM" else eid_range(cert)
         if found is not None:
             ranges.append(found)
-        _check_revocation(cert, revoked, role)
-        check_validity(cert, now, role)
-    return ranges
+    return tuple(roles), tuple(ranges)
 
 
 def _check_euicc(euicc_cert: x509.Certificate, issuer: x509.Certificate, ranges: list[PermittedEids],

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from smdpp import asn1
 from smdpp.asn1.tlv import encode_tlv
 from smdpp.errors import SgpError
-from smdpp.es8p import bind_profile_package
+from smdpp.es8p import ProtectedProfilePackage, bind_profile_package, protect_profile_package
 from smdpp.pki.ecdsa import public_key_from_point, sign_plain, verify_plain
 from smdpp.pki.store import CertificateStore
 from smdpp.profiles.inventory import Profile, ProfileInventory
@@ -44,7 +44,9 @@ class EngineConfig:
     hostname: str = "testsmdpplus1.example.com"  # the SM-DP+ address (FQDN)
     session_lifetime: float = 600.0  # seconds from initiateAuthentication
     host_id: bytes = b"smdpp"  # hostId of the controlRefTemplate (SGP.22 5.5.1)
-    use_ppk: bool = True  # protect '86' segments under fresh PPKs (ReplaceSessionKeys)
+    # '86' segments under per-profile random PPKs, protected once per profile and
+    # bound per download with ReplaceSessionKeys; False: under the session keys
+    use_ppk: bool = True
 
 
 class RspEngine:
@@ -60,6 +62,7 @@ class RspEngine:
         self.clock = clock
         self._hostname = self.config.hostname.lower()
         self._metadata: dict[str, bytes] = {}  # matchingId -> StoreMetadataRequest DER
+        self._protected: dict[str, ProtectedProfilePackage] = {}  # matchingId -> UPP under PPKs
         asn1.rsp()  # compile now, not on the first request
 
     # -- helpers ---------------------------------------------------------
@@ -229,6 +232,18 @@ class RspEngine:
             "StoreMetadataRequest", metadata)
         return encoded
 
+    def _protected_profile(self, profile: Profile) -> ProtectedProfilePackage:
+        """The profile under its own random PPKs, protected on first use (SGP.22 2.5.5).
+
+        Each download then only protects ConfigureISDP, StoreMetadata and the
+        ReplaceSessionKeys carrying the PPKs under its own session keys.
+        """
+        protected = self._protected.get(profile.matching_id)
+        if protected is None:
+            protected = self._protected[profile.matching_id] = protect_profile_package(
+                profile.upp)
+        return protected
+
     # -- ES9+.GetBoundProfilePackage (SGP.22 5.6.2) -----------------------
 
     def get_bound_profile_package(self, transaction_id: str,
@@ -276,7 +291,8 @@ class RspEngine:
             eid=bytes.fromhex(session.eid or ""), euicc_otpk=resp.euicc_otpk,
             dppb_key=creds.pb_key, configure_isdp=CONFIGURE_ISDP,
             store_metadata=self._store_metadata(profile), upp=profile.upp,
-            host_id=self.config.host_id, smdp_ot_key=ot_key, use_ppk=self.config.use_ppk)
+            host_id=self.config.host_id, smdp_ot_key=ot_key, use_ppk=self.config.use_ppk,
+            protected=self._protected_profile(profile) if self.config.use_ppk else None)
         session.state = SessionState.BPP_DELIVERED
         session.euicc_otpk = resp.euicc_otpk
         session.smdp_ot_key = ot_key.private_bytes(

@@ -18,6 +18,7 @@ from smdpp.es8p import (
     open_bound_profile_package,
     parse_initialise_secure_channel,
     parse_replace_session_keys,
+    protect_profile_package,
 )
 from smdpp.pki.ecdsa import public_point, verify_plain
 
@@ -268,3 +269,35 @@ def test_ppk_keys_are_fresh(p256: Parties) -> None:
     second = p256.bind(upp, smdp_ot_key=ot)
     assert _segments(first.der, b"\xa3")[0].raw != _segments(second.der, b"\xa3")[0].raw
     assert p256.open(first.der).upp == p256.open(second.der).upp == upp
+
+
+@pytest.mark.parametrize("curve", CURVES)
+def test_protected_profile_package_binds_to_several_euiccs(curve: ec.EllipticCurve) -> None:
+    """One Protected Profile Package (per-profile PPKs) serves two eUICCs; each opens it."""
+    upp = os.urandom(9000)
+    protected = protect_profile_package(upp)
+    first, second = Parties(curve), Parties(curve)
+    first.dppb = second.dppb
+    bpp_1, bpp_2 = first.bind(upp, protected=protected), second.bind(upp, protected=protected)
+    assert first.open(bpp_1.der).upp == upp
+    assert second.open(bpp_2.der).upp == upp
+    # the '86' segments are the protected ones, as they are; the PPKs travel per session
+    assert parse_single(bpp_1.der).child(b"\xa3").raw == protected.sequence_of_86
+    assert parse_single(bpp_2.der).child(b"\xa3").raw == protected.sequence_of_86
+    assert parse_single(bpp_1.der).child(b"\xa2").raw != parse_single(bpp_2.der).child(b"\xa2").raw
+    with pytest.raises(BspError):  # the eUICC of one session cannot open the other's BPP
+        first.open(bpp_2.der)
+
+
+def test_protected_profile_packages_have_their_own_ppks() -> None:
+    upp = os.urandom(2000)
+    one, two = protect_profile_package(upp), protect_profile_package(upp)
+    assert one.ppk.s_enc != two.ppk.s_enc and one.ppk.s_mac != two.ppk.s_mac
+    assert one.sequence_of_86 != two.sequence_of_86
+    assert "s_enc" not in repr(one) and one.ppk.s_enc.hex() not in repr(one)
+
+
+def test_protected_profile_package_needs_ppk(p256: Parties) -> None:
+    upp = os.urandom(100)
+    with pytest.raises(BspError):
+        p256.bind(upp, protected=protect_profile_package(upp), use_ppk=False)
