@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from bench import datadir, procstat
 from bench.load import run_load
@@ -43,19 +43,23 @@ from bench.server import PySpy, ServerProcess, start_server
 __all__ = ["main", "parse_args", "run_one"]
 
 CURVES = ("nist", "brainpool")
+T = TypeVar("T")
 
 
-def _list(kind: type, choices: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
+def _list(kind: Callable[[str], T],
+          choices: Sequence[T] | None = None) -> Callable[[str], list[T]]:
     """An argparse type: a comma-separated list of values."""
-    def parse(text: str) -> list:
+    def parse(text: str) -> list[T]:
         values = [kind(v.strip()) for v in text.split(",") if v.strip()]
         if not values:
             raise argparse.ArgumentTypeError("empty list")
         if choices is not None:
             bad = [v for v in values if v not in choices]
             if bad:
-                raise argparse.ArgumentTypeError(f"{', '.join(bad)} not in {', '.join(choices)}")
+                raise argparse.ArgumentTypeError(f"{', '.join(map(str, bad))} not in "
+                                                 f"{', '.join(map(str, choices))}")
         return values
+    parse.__name__ = f"comma-separated {getattr(kind, '__name__', 'value')} list"  # argparse's errors
     return parse
 
 

@@ -4,7 +4,9 @@ CPU is ``utime + stime`` of ``/proc/<pid>/stat`` (fields 14 and 15, in clock
 ticks, see proc(5)); memory is ``VmRSS`` (now) and ``VmHWM`` (peak resident
 set since the process started) of ``/proc/<pid>/status``.  A server started
 with several workers is a parent and its children: every figure is summed
-over the process and its live descendants.
+over the process and its live descendants.  For memory that sum counts
+pages the processes share (code, libraries, copy-on-write after fork) once
+per process, so it overstates what several workers really use.
 """
 from __future__ import annotations
 

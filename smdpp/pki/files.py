@@ -1,8 +1,10 @@
-"""Files of the PKI: folders 0700, private keys 0600, certificates and CRLs 0644.
+"""Files of the PKI: folders 0700, every file 0600.
 
 Private keys (SK.*, the CI and EUM keys of a test PKI) must never be readable
-by other users; the folders that hold them are closed as well.  Certificates
-and CRLs are public.
+by other users, and the folders that hold them are closed as well.
+Certificates and CRLs are public data, but every file the server creates is
+0600 so that a data folder never leaks by a mode left open; a user who wants
+to share one sets its mode on purpose.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def make_dir(path: Path) -> None:
         os.chmod(d, 0o700)  # mkdir's mode is reduced by the umask
 
 
-def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_file(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` with exactly ``mode``, replacing its content."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:

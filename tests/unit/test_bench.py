@@ -28,8 +28,8 @@ from smdpp.profiles.generate import (
     generate_test_profile,
 )
 from smdpp.profiles.inventory import profile_from_upp
-from smdpp.rsp.session import SessionState
-from smdpp.store import MemoryStore, ShelveStore
+from smdpp.rsp.session import Session, SessionState
+from smdpp.store import ShelveStore
 
 # -- figures ------------------------------------------------------------------------
 
@@ -133,14 +133,22 @@ def test_prefill_writes_finished_sessions(tmp_path: Path) -> None:
     data = datadir.prepare(tmp_path / "d", curve="nist", size="100k", euiccs=2)
     assert data.profile_source == "generated" and data.profile_bytes == 100 * 1024
     assert len({identity.eid for identity in data.identities}) == 2
-    store = MemoryStore()
-    now = time.time()
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sessions: list[Session] = []
+
+        def put(self, session: Session) -> None:
+            self.sessions.append(session)
+
+    store, now = Recorder(), time.time()
     datadir.prefill_sessions(store, 30, ci_cert_der=(tmp_path / "d/euicc/ci_cert.der").read_bytes(),
                              matching_id=data.matching_id, now=now)
-    assert len(store) == 30
-    records = list(store._records.values())
-    assert all(r["state"] == SessionState.DONE.value for r in records)
-    assert all(r["smdp_ot_key"] is None and r["expires"] > now + 24 * 3600 for r in records)
+    sessions = store.sessions
+    assert len({s.transaction_id for s in sessions}) == 30
+    assert all(s.state is SessionState.DONE and s.result["success"] for s in sessions)
+    assert all(s.smdp_ot_key is None and s.expires > now + 24 * 3600 for s in sessions)
+    assert all(s.ci_pkid == data.identities[0].ci_pkid for s in sessions)
 
 
 # -- profiles of the server ----------------------------------------------------------
