@@ -8,5 +8,8 @@
 - :mod:`bench.procstat`: the server's CPU time and memory from ``/proc``;
 - :mod:`bench.load`: the load generator (threads with kept-alive connections);
 - :mod:`bench.report`: percentiles, the result table and the JSON record;
-- :mod:`bench.profile_report`: top functions of a cProfile dump of the server.
+- :mod:`bench.profiled_server`: the server under cProfile, switched on and
+  off by signals around the measured downloads;
+- :mod:`bench.profile_report`: top functions of a server profile (py-spy
+  collapsed stacks or a cProfile dump), overall and per ES9+ function.
 """

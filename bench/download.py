@@ -121,6 +121,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                 or args.server_profile or args.server_arg or args.store:
             p.error("--url measures one running server: no curve/size lists, --prefill, "
                     "--store, --server-arg or --server-profile")
+        if args.py_spy and args.server_pid is None:
+            p.error("--py-spy with --url needs --server-pid")
     return args
 
 
@@ -160,19 +162,21 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
                 "cpu_ms_per_download": round((now.cpu_seconds - last["cpu"]) * 1000 / interval, 3)})
             last.update(downloads=done, cpu=now.cpu_seconds)
 
-    profiling = server is not None and server.profile_to is not None
-    if profiling:
-        server.profile_start()
+    profiled = server if server is not None and server.profile_to is not None else None
+    if profiled is not None:
+        profiled.profile_start()
     spy = PySpy(pid, spy_to, args.py_spy_rate) if spy_to is not None and pid else None
-    client_before = _client_cpu()
-    load = run_load(url, data.identities, count=args.count, max_seconds=args.max_seconds,
-                    on_done=on_done if args.memory_checkpoints else None, **common)
-    client_cpu = _client_cpu() - client_before
-    after = procstat.sample(pid) if pid else None
-    if profiling:
-        server.profile_stop()
-    if spy is not None:
-        spy.stop()
+    try:
+        client_before = _client_cpu()
+        load = run_load(url, data.identities, count=args.count, max_seconds=args.max_seconds,
+                        on_done=on_done if args.memory_checkpoints else None, **common)
+        client_cpu = _client_cpu() - client_before
+        after = procstat.sample(pid) if pid else None
+    finally:
+        if spy is not None:
+            spy.stop()
+        if profiled is not None:
+            profiled.profile_stop()
     record = summarize(config, load, server_before=before, server_after=after,
                        client_cpu_seconds=client_cpu, checkpoints=sorted(
                            checkpoints, key=lambda c: c["downloads"]))

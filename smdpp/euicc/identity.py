@@ -17,10 +17,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from smdpp.pki.chain import subject_key_identifier
-from smdpp.pki.eid import eid_is_valid
+from smdpp.pki.chain import euicc_eid, subject_key_identifier
 
 __all__ = ["EuiccIdentity", "load_identity"]
 
@@ -49,16 +47,6 @@ class EuiccIdentity:
         return ski
 
 
-def _eid_of(cert: x509.Certificate) -> str:
-    serials = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-    if len(serials) != 1:
-        raise ValueError("eUICC certificate subject must carry exactly one serialNumber (the EID)")
-    eid = str(serials[0].value)
-    if not eid_is_valid(eid):
-        raise ValueError(f"EID {eid!r} in the eUICC certificate is not valid")
-    return eid
-
-
 def load_identity(path: Path) -> EuiccIdentity:
     """Read an identity folder; ValueError naming the file if something is missing or wrong."""
     path = Path(path)
@@ -85,4 +73,4 @@ def load_identity(path: Path) -> EuiccIdentity:
     if key.public_key() != euicc_cert.public_key():
         raise ValueError(f"{path / 'euicc_key.pem'} does not belong to {path / 'euicc_cert.der'}")
     return EuiccIdentity(ci_cert=ci_cert, eum_cert_der=eum_der, euicc_cert_der=euicc_der,
-                         euicc_key=key, eid=_eid_of(euicc_cert))
+                         euicc_key=key, eid=euicc_eid(euicc_cert))
