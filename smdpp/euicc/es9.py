@@ -100,10 +100,13 @@ class Es9Client:
     system trust store when it is None, and must name ``tls_server_name``
     (default: the URL's host), which is also sent as SNI.  That lets a test
     reach an SM-DP+ on 127.0.0.1 whose certificate names its FQDN.
+    ``ssl_context`` replaces the default context (and ``ca_file``), e.g. for
+    a TLS 1.2 client offering only brainpoolP256r1.
     """
 
     def __init__(self, base_url: str, *, timeout: float = 30, ca_file: str | None = None,
-                 tls_server_name: str | None = None) -> None:
+                 tls_server_name: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"SM-DP+ URL {base_url!r} must be http://host[:port] or https://host[:port]")
@@ -116,7 +119,7 @@ class Es9Client:
         self._server_name = tls_server_name or parts.hostname
         self._ssl: ssl.SSLContext | None = None
         if self._https:
-            self._ssl = ssl.create_default_context(cafile=ca_file)
+            self._ssl = ssl_context or ssl.create_default_context(cafile=ca_file)
         self._conn: http.client.HTTPConnection | None = None
 
     def __enter__(self) -> "Es9Client":

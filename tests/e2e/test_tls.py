@@ -127,11 +127,10 @@ def brainpool_client(url: str, ca_file: str) -> Es9Client:
     scheme for Brainpool certificates (RFC 8734) and no Brainpool group by
     default, so the client is set up the way a Brainpool LPA would be.
     """
-    client = Es9Client(url, ca_file=ca_file, tls_server_name=ADDRESS)
-    assert client._ssl is not None
-    client._ssl.maximum_version = ssl.TLSVersion.TLSv1_2
-    client._ssl.set_ecdh_curve("brainpoolP256r1")
-    return client
+    context = ssl.create_default_context(cafile=ca_file)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ecdh_curve("brainpoolP256r1")
+    return Es9Client(url, tls_server_name=ADDRESS, ssl_context=context)
 
 
 def assert_download(client: Es9Client, identity: Path, data_dir: Path) -> None:
