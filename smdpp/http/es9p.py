@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from klein import Klein
 from twisted.web.iweb import IRequest
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 
 from smdpp.errors import SgpError
 from smdpp.rsp import status
@@ -70,7 +70,7 @@ class Es9pServer:
 
     def site(self) -> Site:
         """The twisted.web site to listen with: :class:`Es9pSite` over :meth:`resource`."""
-        return Es9pSite(self.resource())
+        return Es9pSite(self.resource(), self.max_body)
 
     @app.route("/gsma/rsp2/es9plus/<string:name>", methods=["POST"])
     def es9plus(self, request: IRequest, name: str) -> bytes:
@@ -123,6 +123,8 @@ class Es9pServer:
         admin = (request.getHeader(b"x-admin-protocol") or b"").decode("latin-1")
         if not admin.startswith("gsma/rsp/v2"):
             return 400, status.malformed("X-Admin-Protocol gsma/rsp/v2.x.y is required")
+        if getattr(request, "body_too_large", False):
+            return 413, status.malformed(f"request body larger than {self.max_body} bytes")
         length = request.getHeader(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             return 413, status.malformed(f"request body larger than {self.max_body} bytes")
@@ -190,8 +192,38 @@ class Es9pSite(Site):
 
     displayTracebacks = False  # a traceback is never an answer to the network
 
-    def __init__(self, resource: Any) -> None:
-        super().__init__(resource, parsePOSTFormSubmission=False)
+    def __init__(self, resource: Any, max_body: int = DEFAULT_MAX_BODY) -> None:
+        super().__init__(resource, requestFactory=Es9pRequest, parsePOSTFormSubmission=False)
+        self.max_body = max_body
 
     def log(self, request: Any) -> None:
         """No access log line (see the class docstring)."""
+
+
+class Es9pRequest(Request):
+    """A request that keeps at most ``max_body`` bytes of its body.
+
+    twisted.web would store any body (spooling a large one to a temporary
+    file) before the resource sees it.  Here the bytes past the limit are
+    read and dropped, whether the client announced a Content-Length or sent
+    chunks, and :attr:`body_too_large` makes the route answer 413: an
+    oversized request costs neither memory nor disk.
+    """
+
+    body_too_large = False
+    _received = 0
+
+    def gotLength(self, length: int | None) -> None:
+        """The body is about to arrive; ``length`` is its Content-Length, if any."""
+        if length is not None and length > self.channel.site.max_body:
+            self.body_too_large = True
+        # a small in-memory buffer in every case: no more than max_body is kept
+        super().gotLength(0)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Keep body bytes up to the limit, drop the rest."""
+        self._received += len(data)
+        if self._received > self.channel.site.max_body:
+            self.body_too_large = True
+        if not self.body_too_large:
+            super().handleContentChunk(data)

@@ -529,3 +529,21 @@ def test_interleaved_sessions_do_not_disturb_each_other(client: Es9Client,
     assert_ok(b.get_bpp())
     assert a.notify(a.install()).http_status == 204
     assert b.notify(b.install()).http_status == 204
+
+
+def test_oversized_chunked_body_is_413(shared_server: RunningServer, flow: Flow) -> None:
+    """A body sent in chunks without Content-Length is cut at the limit too."""
+    import http.client
+    from urllib.parse import urlsplit
+    url = urlsplit(shared_server.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    chunks = (b"A" * 65536 for _ in range(32))  # 2 MiB
+    conn.request("POST", "/gsma/rsp2/es9plus/handleNotification", body=chunks,
+                 headers={"Content-Type": "application/json",
+                          "X-Admin-Protocol": "gsma/rsp/v2.2.0"}, encode_chunked=True)
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    conn.close()
+    assert response.status == 413
+    assert body["header"]["functionExecutionStatus"]["statusCodeData"]["reasonCode"] == "2.1"
+    assert_ok(flow.initiate())  # the server carries on
