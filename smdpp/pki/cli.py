@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Sequence
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from smdpp.pki.chain import eid_range
 from smdpp.pki.crl import revoke
 from smdpp.pki.eid import make_eid
+from smdpp.pki.files import load_private_key
 from smdpp.pki.issue import CURVES, DEFAULT_EID, create_test_pki, issue_euicc
 
 _REASONS = {r.value: r for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl}
@@ -86,16 +85,6 @@ def _load_certificate(path: Path) -> x509.Certificate:
         raise ValueError(f"{path}: not a certificate: {exc}") from None
 
 
-def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{path}: not an EC private key")
-    return key
-
-
 def _create(args: argparse.Namespace) -> None:
     euicc = args.euicc or args.certs.parent / ("euicc" if args.curve == "nist" else f"euicc-{args.curve}")
     create_test_pki(args.certs, euicc, hostname=args.hostname, smdp_oid=args.smdp_oid,
@@ -119,7 +108,7 @@ def _issue(args: argparse.Namespace) -> None:
 
 def _revoke(args: argparse.Namespace) -> None:
     issuer = _load_certificate(args.issuer_cert)
-    key = _load_key(args.issuer_key)
+    key = load_private_key(args.issuer_key)
     serials = [int(s, 0) for s in args.serial]
     for path in args.cert:
         cert = _load_certificate(path)

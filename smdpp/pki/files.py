@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-__all__ = ["make_dir", "write_cert", "write_file", "write_key"]
+__all__ = ["load_private_key", "make_dir", "write_cert", "write_file", "write_key"]
 
 
 def make_dir(path: Path) -> None:
@@ -50,3 +50,14 @@ def write_cert(path: Path, cert: x509.Certificate, *, pem: bool = False) -> None
     write_file(path, cert.public_bytes(serialization.Encoding.DER))
     if pem:
         write_file(path.with_suffix(".pem"), cert.public_bytes(serialization.Encoding.PEM))
+
+
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """An unencrypted PEM EC private key (SK_* files); ValueError naming the file otherwise."""
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a readable unencrypted PEM private key: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path}: not an EC private key")
+    return key

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Sequence
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from smdpp.asn1.tlv import encode_tlv
 from smdpp.pki.chain import permitted_eids
 from smdpp.pki.eid import eid_is_valid, make_eid
-from smdpp.pki.files import make_dir, write_cert, write_key
+from smdpp.pki.files import load_private_key, make_dir, write_cert, write_key
 from smdpp.pki.oids import (
     DEFAULT_CI_OID,
     ID_RSP_PERMITTED_EINS,
@@ -393,9 +393,7 @@ def issue_euicc(eum_dir: Path, eid: str, out_dir: Path | None = None) -> Path:
         raise ValueError(f"EID {eid!r} is not 32 digits with valid check digits")
     ci_cert = _load_cert(eum_dir / "ci_cert.der")
     eum_cert = _load_cert(eum_dir / "eum_cert.der")
-    eum_key = serialization.load_pem_private_key((eum_dir / "eum_key.pem").read_bytes(), None)
-    if not isinstance(eum_key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{eum_dir / 'eum_key.pem'} is not an EC private key")
+    eum_key = load_private_key(eum_dir / "eum_key.pem")
     if not permitted_eids(eum_cert).allows(eid, _organization(eum_cert)):
         raise ValueError(f"EID {eid} is outside the range of the EUM in {eum_dir}")
     out = Path(out_dir) if out_dir is not None else eum_dir / eid

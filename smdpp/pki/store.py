@@ -44,6 +44,7 @@ from smdpp.pki.certificate import (
 )
 from smdpp.pki.chain import EuiccIdentity, verify_euicc_chain
 from smdpp.pki.crl import CrlSet
+from smdpp.pki.files import load_private_key
 from smdpp.pki.ecdsa import public_point
 
 log = logging.getLogger(__name__)
@@ -104,16 +105,6 @@ def _certificates_in(path: Path) -> list[x509.Certificate]:
     return []
 
 
-def _private_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a readable unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{path}: not an EC private key")
-    return key
-
-
 def _scan(folder: Path, *, with_keys: bool = True
           ) -> tuple[list[tuple[Path, x509.Certificate]], list[tuple[Path, ec.EllipticCurvePrivateKey]]]:
     """Certificates (deduplicated: .der and .pem of one certificate) and private keys in ``folder``.
@@ -128,7 +119,7 @@ def _scan(folder: Path, *, with_keys: bool = True
             continue
         if path.suffix == ".pem" and _PEM_KEY in path.read_bytes():
             if with_keys:
-                keys.append((path, _private_key(path)))
+                keys.append((path, load_private_key(path)))
             continue
         for cert in _certificates_in(path):
             der = cert.public_bytes(serialization.Encoding.DER)
@@ -393,7 +384,7 @@ class CertificateStore:
             if not self.tls_all:
                 raise ValueError(f"{folder or 'DPtls/'}: no DPtls certificate for TLS")
             entries = [(c.cert_path, c.certificate) for c in self.tls_all]
-            keys = [(c.key_path, _private_key(c.key_path)) for c in self.tls_all]
+            keys = [(c.key_path, load_private_key(c.key_path)) for c in self.tls_all]
         else:
             entries, keys = _scan(folder)
             if not entries:
