@@ -222,6 +222,19 @@ def _issuer_path(first: x509.Certificate, others: list[x509.Certificate],
     return path
 
 
+@functools.lru_cache(maxsize=256)
+def _load_ca_path(eum_cert_der: bytes, other_certs_der: tuple[bytes, ...],
+                  ci_cert: x509.Certificate) -> tuple[x509.Certificate, ...]:
+    """The parsed CA path from the received DER (see :func:`_issuer_path`), remembered.
+
+    The same EUM certificate arrives with every eUICC it made: parsing it and
+    linking it to the CI once saves most of the chain's cost per download.
+    """
+    eum_cert = x509.load_der_x509_certificate(eum_cert_der)
+    others = [x509.load_der_x509_certificate(d) for d in other_certs_der]
+    return tuple(_issuer_path(eum_cert, others, ci_cert))
+
+
 def _check_ca_path(path: list[x509.Certificate], ci_cert: x509.Certificate, now: datetime,
                    revoked: RevocationCheck | None) -> list[PermittedEids]:
     """Check the CA certificates below the CI (``path`` bottom-up); their EID ranges.
@@ -307,10 +320,10 @@ def verify_euicc_chain(
     """
     moment = utc_now(now)
     try:
-        eum_cert = x509.load_der_x509_certificate(bytes(eum_cert_der))
-        others = [x509.load_der_x509_certificate(bytes(d)) for d in other_certs_der]
-        path = _issuer_path(eum_cert, others, ci_cert)
-        ranges = _check_ca_path(path, ci_cert, moment, revoked)
+        path = _load_ca_path(bytes(eum_cert_der), tuple(bytes(d) for d in other_certs_der),
+                             ci_cert)
+        eum_cert = path[0]
+        ranges = _check_ca_path(list(path), ci_cert, moment, revoked)
     except Expired as exc:
         raise SgpError(*_EUM_EXPIRED, str(exc)) from None
     except Exception as exc:  # lazy DER parsing may fail in any accessor
