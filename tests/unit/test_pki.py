@@ -630,3 +630,12 @@ def test_cli_create_with_ein_range_and_both_curves(tmp_path: Path) -> None:
     assert registered_ids(auth) == ["2.999.77"]
     with pytest.raises(ValueError, match="outside the EUM range"):
         create_test_pki(tmp_path / "x", tmp_path / "y", eins=["89049099"], eid=EID)
+
+
+def test_remembered_eum_path_still_checks_dates_every_time(chain: dict) -> None:
+    """The EUM path is parsed and linked once; its validity is checked on each call."""
+    store = chain["store"]
+    assert store.verify_euicc(der(chain["eum"]), der(chain["euicc"]), chain["pkid"]).eid == EID
+    after = chain["eum"].not_valid_after_utc + timedelta(days=1)
+    assert check(chain, chain["eum"], chain["euicc"], now=after) == ("8.1.2", "6.3")
+    assert store.verify_euicc(der(chain["eum"]), der(chain["euicc"]), chain["pkid"]).eid == EID
