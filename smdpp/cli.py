@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="server processes sharing the port (SO_REUSEPORT) and the "
                              "session store (default: %(default)s)")
+    parser.add_argument("--http", choices=("smdpp", "klein"), default="smdpp",
+                        help="HTTP front end: smdpp, the built-in HTTP/1.1 server (default), "
+                             "or klein, Klein routes over twisted.web (slower)")
     parser.add_argument("--session-lifetime", type=float, default=600.0, metavar="SECONDS",
                         help="how long a session may take from initiateAuthentication to "
                              "its end (default: %(default)s)")
@@ -143,9 +146,16 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     """
     from twisted.internet import reactor, task
     from twisted.internet.error import CannotListenError
-    from smdpp.http.es9p import Es9pServer
+    from smdpp.http.es9p import Es9pApi
 
-    site = Es9pServer(engine).site()
+    api = Es9pApi(engine)
+    site: Any
+    if args.http == "klein":
+        from smdpp.http.klein_routes import Es9pRoutes
+        site = Es9pRoutes(api).site()
+    else:
+        from smdpp.http.server import HttpFactory
+        site = HttpFactory(api.handle, api.max_body)
     factory: Any = site
     scheme = "http"
     if args.tls:

@@ -6,7 +6,7 @@ import io
 import pytest
 from twisted.web.test.requesthelper import DummyChannel
 
-from smdpp.http.es9p import Es9pRequest, Es9pSite
+from smdpp.http.klein_routes import Es9pRequest, Es9pSite
 
 
 def _request(max_body: int = 1000) -> Es9pRequest:

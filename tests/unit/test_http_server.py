@@ -1,0 +1,232 @@
+"""The built-in HTTP/1.1 server (smdpp/http/server.py), driven over an in-memory transport."""
+from __future__ import annotations
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from smdpp.http.es9p import HttpRequest, HttpResponse
+from smdpp.http.server import MAX_HEAD, MAX_HEADERS, HttpConnection, HttpFactory
+
+POST = (b"POST /gsma/rsp2/es9plus/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n")
+
+
+class Recorder:
+    """A handler that remembers its requests and echoes the body's length."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.requests: list[HttpRequest] = []
+        self.status = status
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        self.requests.append(request)
+        if request.body == b"boom":
+            raise RuntimeError("a bug")
+        return HttpResponse(self.status, ((b"X-Test", b"1"),), b"got %d" % len(request.body))
+
+
+def connect(handler: Recorder, max_body: int = 100, clock: Clock | None = None
+            ) -> tuple[HttpConnection, StringTransport]:
+    connection = HttpFactory(handler, max_body).buildProtocol(None)
+    if clock is not None:
+        connection.callLater = clock.callLater  # TimeoutMixin's timer
+    transport = StringTransport()
+    connection.makeConnection(transport)
+    return connection, transport
+
+
+def answers(transport: StringTransport) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """The responses written so far: status, headers (lower-case names), body."""
+    data = transport.value()
+    result = []
+    while data:
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.lower(): v for k, _, v in (line.partition(b": ") for line in lines[1:])}
+        length = int(headers.get(b"content-length", b"0"))
+        result.append((status, headers, data[:length]))
+        data = data[length:]
+    return result
+
+
+def test_a_request_reaches_the_handler_with_path_method_headers_and_body() -> None:
+    handler = Recorder()
+    connection, transport = connect(handler)
+    connection.dataReceived(POST % 5 + b"hello")
+    [request] = handler.requests
+    assert (request.method, request.path, request.body) == ("POST", "/gsma/rsp2/es9plus/x", b"hello")
+    assert request.headers[b"content-type"] == b"application/json" and not request.body_too_large
+    [(status, headers, body)] = answers(transport)
+    assert (status, body) == (200, b"got 5")
+    assert headers[b"x-test"] == b"1" and b"date" in headers and b"connection" not in headers
+    assert not transport.disconnecting
+
+
+def test_query_string_is_not_part_of_the_path() -> None:
+    handler = Recorder()
+    connection, _ = connect(handler)
+    connection.dataReceived(b"POST /gsma/rsp2/es9plus/x?a=b HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert handler.requests[0].path == "/gsma/rsp2/es9plus/x"
+
+
+def test_byte_by_byte_delivery_gives_the_same_request() -> None:
+    handler = Recorder()
+    connection, transport = connect(handler)
+    for byte in POST % 5 + b"hello":
+        connection.dataReceived(bytes([byte]))
+    assert handler.requests[0].path == "/gsma/rsp2/es9plus/x" and handler.requests[0].body == b"hello"
+    assert [a[0] for a in answers(transport)] == [200]
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection() -> None:
+    handler = Recorder()
+    connection, transport = connect(handler)
+    connection.dataReceived(POST % 1 + b"a" + POST % 2 + b"bb" + POST % 3 + b"ccc")
+    assert [r.body for r in handler.requests] == [b"a", b"bb", b"ccc"]
+    assert [a[2] for a in answers(transport)] == [b"got 1", b"got 2", b"got 3"]
+    assert not transport.disconnecting
+
+
+def test_chunked_body_is_reassembled() -> None:
+    handler = Recorder()
+    connection, _ = connect(handler)
+    connection.dataReceived(b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    assert handler.requests[0].body == b"abcde"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_body_over_the_limit_is_dropped_and_flagged(chunked: bool) -> None:
+    handler = Recorder()
+    connection, transport = connect(handler, max_body=100)
+    if chunked:
+        connection.dataReceived(b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(50):
+            connection.dataReceived(b"a\r\n" + b"x" * 10 + b"\r\n")
+        connection.dataReceived(b"0\r\n\r\n")
+    else:
+        connection.dataReceived(POST % 500)
+        for _ in range(50):
+            connection.dataReceived(b"x" * 10)
+    [request] = handler.requests
+    assert request.body_too_large and request.body == b""
+    assert connection._body == []  # nothing of it kept
+    assert len(answers(transport)) == 1 and not transport.disconnecting  # keep-alive goes on
+
+
+def test_body_at_the_limit_is_kept() -> None:
+    handler = Recorder()
+    connection, _ = connect(handler, max_body=100)
+    connection.dataReceived(POST % 100 + b"y" * 100)
+    assert not handler.requests[0].body_too_large and handler.requests[0].body == b"y" * 100
+
+
+def test_expect_continue_gets_100_then_the_answer() -> None:
+    handler = Recorder()
+    connection, transport = connect(handler)
+    connection.dataReceived(POST.replace(b"Host: a", b"Expect: 100-continue") % 4)
+    assert transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    transport.clear()
+    connection.dataReceived(b"abcd")
+    assert answers(transport)[0][2] == b"got 4"
+
+
+def test_expect_continue_with_an_oversized_body_is_answered_at_once_and_closed() -> None:
+    handler = Recorder(status=413)
+    connection, transport = connect(handler, max_body=100)
+    connection.dataReceived(POST.replace(b"Host: a", b"Expect: 100-continue") % 10_000)
+    [(status, headers, _)] = answers(transport)
+    assert status == 413 and headers[b"connection"] == b"close" and transport.disconnecting
+    assert handler.requests[0].body_too_large
+    connection.dataReceived(b"x" * 10_000)  # a client that sends it anyway: ignored
+    assert len(handler.requests) == 1
+
+
+def test_oversized_head_is_431_and_closed() -> None:
+    handler = Recorder()
+    connection, transport = connect(handler)
+    connection.dataReceived(b"POST /p HTTP/1.1\r\n")
+    for _ in range(MAX_HEAD // 1000 + 2):
+        connection.dataReceived(b"X-Filler: " + b"f" * 1000 + b"\r\n")
+    assert handler.requests == []
+    [(status, headers, _)] = answers(transport)
+    assert status == 431 and transport.disconnecting
+
+
+def test_too_many_headers_is_431() -> None:
+    handler = Recorder()
+    connection, transport = connect(handler)
+    connection.dataReceived(b"POST /p HTTP/1.1\r\n" + b"".join(
+        b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 1)) + b"Content-Length: 0\r\n\r\n")
+    assert handler.requests == [] and answers(transport)[0][0] == 431 and transport.disconnecting
+
+
+@pytest.mark.parametrize("garbage", [
+    b"NOT HTTP AT ALL\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",  # smuggling
+    b"POST /p HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"POST /p HTTP/1.1\r\nBad Header Name: x\r\n\r\n",
+])
+def test_malformed_requests_are_400_and_closed(garbage: bytes) -> None:
+    handler = Recorder()
+    connection, transport = connect(handler)
+    connection.dataReceived(garbage)
+    assert handler.requests == []
+    assert answers(transport)[0][0] == 400 and transport.disconnecting
+    connection.dataReceived(POST % 0)  # nothing more is read
+    assert handler.requests == []
+
+
+def test_connection_close_and_http10_close_after_the_answer() -> None:
+    for request in (POST.replace(b"Host: a", b"Connection: close") % 0,
+                    b"POST /p HTTP/1.0\r\nContent-Length: 0\r\n\r\n"):
+        handler = Recorder()
+        connection, transport = connect(handler)
+        connection.dataReceived(request + POST % 0)  # the second request is not served
+        assert len(handler.requests) == 1
+        [(_, headers, _)] = answers(transport)
+        assert headers[b"connection"] == b"close" and transport.disconnecting
+
+
+def test_head_answer_has_no_body_and_204_no_length() -> None:
+    handler = Recorder()
+    connection, transport = connect(handler)
+    connection.dataReceived(b"HEAD /p HTTP/1.1\r\n\r\n")
+    assert transport.value().endswith(b"Content-Length: 5\r\n\r\n")
+    handler204 = Recorder(status=204)
+    connection, transport = connect(handler204)
+    connection.dataReceived(POST % 0)
+    assert b"content-length" not in transport.value().lower()
+    assert transport.value().endswith(b"\r\n\r\n")
+
+
+def test_handler_exception_is_500_without_traceback() -> None:
+    handler = Recorder()
+    connection, transport = connect(handler)
+    connection.dataReceived(POST % 4 + b"boom")
+    [(status, _, body)] = answers(transport)
+    assert status == 500 and b"Traceback" not in body and b"a bug" not in body
+
+
+def test_idle_connection_is_closed() -> None:
+    clock = Clock()
+    handler = Recorder()
+    connection, transport = connect(handler, clock=clock)
+    clock.advance(30)
+    connection.dataReceived(POST % 0)
+    clock.advance(59)
+    assert not transport.disconnected
+    clock.advance(2)
+    assert transport.disconnected  # aborted: StringTransport marks abortConnection this way
+
+
+def test_reading_pauses_while_answers_are_not_read() -> None:
+    connection, transport = connect(Recorder())
+    assert transport.producer is connection and transport.streaming
+    connection.pauseProducing()
+    assert transport.producerState == "paused"
+    connection.resumeProducing()
+    assert transport.producerState == "producing"
