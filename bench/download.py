@@ -13,7 +13,9 @@ takes a comma-separated list) the benchmark
    samples again;
 4. stops the server and prints downloads/s, server CPU ms per download and
    peak RSS, client CPU, p50/p95/p99 of every ES9+ call and of the whole
-   download, and failures by reason.
+   download, failures by reason, and the cryptography floor of a download
+   on this machine, measured right after the run (:mod:`bench.floor`), with
+   the server's CPU per download as a multiple of it.
 
 ``--url`` measures a server that is already running instead: its data
 folder (``--data-dir``) provides the EUM to issue eUICCs with and the
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from bench import datadir, procstat
+from bench.floor import crypto_floor_ms
 from bench.load import run_load
 from bench.report import format_checkpoints, format_tables, summarize
 from bench.profile_report import report_collapsed
@@ -180,6 +183,10 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
     record = summarize(config, load, server_before=before, server_after=after,
                        client_cpu_seconds=client_cpu, checkpoints=sorted(
                            checkpoints, key=lambda c: c["downloads"]))
+    # right after the run, so that it sees the machine as the run did
+    record["crypto_floor_ms"] = crypto_floor_ms(
+        config["curve"] if config["curve"] in CURVES else "nist", data.profile_bytes,
+        rounds=20 if config["curve"] == "brainpool" else 100)
     if spy is not None:
         record["py_spy"] = str(spy.out)
         print(report_collapsed(spy.out, cpu_ms=record["server_cpu_ms_per_download"],

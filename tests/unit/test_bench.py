@@ -12,6 +12,7 @@ import pytest
 
 from bench import datadir, procstat
 from bench.download import main as bench_main
+from bench.floor import crypto_floor_ms
 from bench.load import ES9_FUNCTIONS, error_reason, run_load
 from bench.profile_report import parse_collapsed, report_collapsed, report_pstats
 from bench.report import latency_summary, percentile
@@ -168,6 +169,13 @@ def test_report_of_collapsed_stacks(tmp_path: Path) -> None:
     assert "RspEngine.authenticate_client:  40.00%    0.800 ms" in text
 
 
+def test_crypto_floor_grows_with_the_profile() -> None:
+    """AES over the profile is part of the floor: 2 MB of it cost more than 1 KB (CPU, same run)."""
+    small = crypto_floor_ms("nist", 1024, rounds=3, batches=3)
+    large = crypto_floor_ms("nist", 2 * 1024 * 1024, rounds=3, batches=3)
+    assert 0 < small < large
+
+
 # -- real runs against a server -------------------------------------------------------
 
 
@@ -184,6 +192,7 @@ def test_benchmark_smoke_run(tmp_path: Path, shared_testdata: Path) -> None:
     assert record["server_cpu_ms_per_download"] > 0
     assert record["server_peak_rss_mib"] > 10
     assert record["client_cpu_ms_per_download"] > 0
+    assert record["crypto_floor_ms"] > 0
     for name in (*ES9_FUNCTIONS, "download"):
         assert record["latency_ms"][name]["count"] == 3
     assert record["latency_ms"]["download"]["p50"] > record["latency_ms"]["initiateAuthentication"]["p50"]
