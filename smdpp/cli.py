@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from smdpp import logs
 from smdpp.rsp.engine import EngineConfig, RspEngine
 
 if TYPE_CHECKING:  # loaded at run time only by the functions that need them
@@ -121,9 +122,7 @@ def build_engine(args: argparse.Namespace,
 def main(argv: list[str] | None = None) -> int:
     """Start the SM-DP+ and serve until interrupted."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)
+    logs.configure(verbose=args.verbose)
     if args.workers > 1:
         from smdpp.workers import run_workers
         return run_workers(args)

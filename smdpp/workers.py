@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from smdpp.logs import LineFormatter
+
 if TYPE_CHECKING:
     from smdpp.pki.store import CertificateStore
     from smdpp.profiles.inventory import ProfileInventory
@@ -294,7 +296,7 @@ def _tag_log_lines(index: int) -> None:
     for handler in logging.getLogger().handlers:
         fmt = handler.formatter._fmt if handler.formatter else None  # noqa: SLF001
         if fmt and "%(message)s" in fmt:
-            handler.setFormatter(logging.Formatter(
+            handler.setFormatter(LineFormatter(
                 fmt.replace("%(message)s", f"[worker {index}] %(message)s")))
 
 

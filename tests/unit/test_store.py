@@ -144,6 +144,25 @@ def test_put_if_writes_only_from_the_expected_state(tmp_path: Path, make) -> Non
     store.close()
 
 
+@pytest.mark.parametrize("make", [MemoryStore, None])
+def test_put_if_writes_a_changed_expiry(tmp_path: Path, make) -> None:
+    """The shelve's usual update leaves ``expires`` alone; a changed one must still be written."""
+    store = make() if make else ShelveStore(tmp_path)
+    session = _initiated("0B")
+    assert store.put_if(session, None) is True
+    session.state = SessionState.AUTHENTICATED
+    session.expires = 50.0
+    assert store.put_if(session, SessionState.BPP_DELIVERED) is False  # wrong state: nothing
+    loaded = store.get("0B")
+    assert loaded is not None and loaded.state is SessionState.INITIATED
+    assert loaded.expires > 50.0
+    assert store.put_if(session, SessionState.INITIATED) is True
+    loaded = store.get("0B")
+    assert loaded is not None and loaded.expires == 50.0
+    assert store.expire(60.0) == 1 and store.get("0B") is None  # the expires index saw it
+    store.close()
+
+
 def _race(data_dir: Path, tids: list[str], start: float, out: "multiprocessing.Queue") -> None:
     """One of two processes trying to move every session from initiated to authenticated."""
     store = ShelveStore(data_dir)
