@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import httptools
 from twisted.internet import protocol
+from twisted.internet.interfaces import IPushProducer
 from twisted.protocols.policies import TimeoutMixin
 
 from smdpp.http.es9p import HttpRequest, HttpResponse
@@ -62,6 +63,17 @@ class _Clock:
         return self._value
 
 
+def _reading_side(transport: Any) -> IPushProducer | None:
+    """What stops reading for ``transport``: itself over TCP, the TCP connection under TLS.
+
+    TLSMemoryBIOProtocol is no IPushProducer, but pausing the TCP connection
+    below it stops the encrypted bytes, and so the requests, from coming in.
+    """
+    while transport is not None and not IPushProducer.providedBy(transport):
+        transport = getattr(transport, "transport", None)
+    return transport
+
+
 class HttpFactory(protocol.Factory):
     """Serves ``handler`` over HTTP/1.1 to every connection."""
 
@@ -93,6 +105,7 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
         self._head_bytes = 0
         self._reset_request()
         # the transport pauses us (we stop reading) while its write buffer is full
+        self._reader = _reading_side(self.transport)
         self.transport.registerProducer(self, True)
         self.setTimeout(self.factory.idle_timeout)
 
@@ -141,10 +154,12 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
 
     # IPushProducer, for the transport: stop reading while answers pile up unread
     def pauseProducing(self) -> None:
-        self.transport.pauseProducing()
+        if self._reader is not None:
+            self._reader.pauseProducing()
 
     def resumeProducing(self) -> None:
-        self.transport.resumeProducing()
+        if self._reader is not None:
+            self._reader.resumeProducing()
 
     def stopProducing(self) -> None:
         self._closing = True

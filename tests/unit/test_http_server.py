@@ -230,3 +230,25 @@ def test_reading_pauses_while_answers_are_not_read() -> None:
     assert transport.producerState == "paused"
     connection.resumeProducing()
     assert transport.producerState == "producing"
+
+
+def test_under_tls_reading_pauses_on_the_tcp_connection() -> None:
+    """TLSMemoryBIOProtocol is no IPushProducer: the TCP transport below it is paused."""
+    from twisted.internet.interfaces import IPushProducer
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+    tcp = StringTransport()
+    assert IPushProducer.providedBy(tcp) and not IPushProducer.implementedBy(TLSMemoryBIOProtocol)
+
+    class Wrapper:  # what the connection sees under TLS: a transport with a transport
+        transport = tcp
+
+        def registerProducer(self, producer: object, streaming: bool) -> None:
+            self.producer = producer
+
+    connection = HttpFactory(Recorder(), 100).buildProtocol(None)
+    connection.makeConnection(Wrapper())
+    connection.pauseProducing()
+    assert tcp.producerState == "paused"
+    connection.resumeProducing()
+    assert tcp.producerState == "producing"
