@@ -8,17 +8,19 @@ the way SGP.22 writes them ('BF38').
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 
 class TlvError(ValueError):
     """The bytes are not well-formed BER-TLV."""
 
 
-@dataclass(frozen=True, slots=True)
-class Tlv:
-    """One data object inside ``data``: tag bytes and the offsets of its parts."""
+class Tlv(NamedTuple):
+    """One data object inside ``data``: tag bytes and the offsets of its parts.
+
+    A named tuple rather than a dataclass: every ES9+ request is walked
+    object by object, and a tuple is the cheapest immutable record to make.
+    """
 
     data: bytes
     tag: bytes
@@ -43,7 +45,13 @@ class Tlv:
 
     def children(self) -> list["Tlv"]:
         """The data objects nested in this constructed object's value."""
-        return list(iter_tlvs(self.data, self.value_start, self.end))
+        data, offset, end = self.data, self.value_start, self.end
+        found = []
+        while offset < end:
+            tlv = read_tlv(data, offset, end)
+            found.append(tlv)
+            offset = tlv.end
+        return found
 
     def child(self, tag: bytes) -> "Tlv | None":
         """The first nested object with ``tag``, or None."""
@@ -53,9 +61,47 @@ class Tlv:
         return None
 
 
+# One-byte tags as ready-made bytes objects: no slice per data object.
+_ONE_BYTE_TAGS = tuple(bytes((i,)) for i in range(256))
+_new_tuple = tuple.__new__  # Tlv(...) without the generated __new__'s extra call
+
+
 def read_tlv(data: bytes, offset: int = 0, end: int | None = None) -> Tlv:
     """Parse the data object that starts at ``offset`` (definite lengths only, as DER)."""
-    end = len(data) if end is None else end
+    if end is None:
+        end = len(data)
+    # Fast path for what RSP data objects use: one- or two-byte tags ('80', 'BF38',
+    # '5F37') and lengths up to 65535; anything else, and every error, takes _read_tlv.
+    if offset + 3 < end:
+        first = data[offset]
+        if first & 0x1F != 0x1F:
+            tag = _ONE_BYTE_TAGS[first]
+            pos = offset + 1
+        elif not data[offset + 1] & 0x80:
+            tag = bytes(data[offset:offset + 2])
+            pos = offset + 2
+        else:
+            return _read_tlv(data, offset, end)
+        length = data[pos]
+        if length < 0x80:
+            pos += 1
+        elif length == 0x81 and pos + 1 < end:
+            length = data[pos + 1]
+            pos += 2
+        elif length == 0x82 and pos + 2 < end:
+            length = (data[pos + 1] << 8) | data[pos + 2]
+            pos += 3
+        else:
+            return _read_tlv(data, offset, end)
+        stop = pos + length
+        if stop > end:
+            raise TlvError("value runs past the end of its container")
+        return _new_tuple(Tlv, (data, tag, offset, pos, stop))
+    return _read_tlv(data, offset, end)
+
+
+def _read_tlv(data: bytes, offset: int, end: int) -> Tlv:
+    """:func:`read_tlv` for every form: multi-byte tags, long-form lengths, errors."""
     pos = offset
     if pos >= end:
         raise TlvError("missing tag")
@@ -111,7 +157,7 @@ def parse_single(data: bytes, tag: bytes | None = None) -> Tlv:
 def encode_length(length: int) -> bytes:
     """DER length octets (X.690 8.1.3)."""
     if length < 0x80:
-        return bytes([length])
+        return _ONE_BYTE_TAGS[length]
     body = length.to_bytes((length.bit_length() + 7) // 8, "big")
     return bytes([0x80 | len(body)]) + body
 

@@ -4,7 +4,7 @@
 - :mod:`smdpp.bsp.session`: protecting / verifying one '86', '87' or '88' segment;
 - :mod:`smdpp.bsp.segmentation`: cutting data into segments within the size limit.
 """
-from smdpp.bsp.errors import BspError
+from smdpp.bsp.errors import BspError, PeerKeyError
 from smdpp.bsp.keys import (
     KEY_LENGTH_AES128,
     KEY_TYPE_AES,
@@ -31,6 +31,7 @@ from smdpp.bsp.session import (
 
 __all__ = [
     "BspError",
+    "PeerKeyError",
     "KEY_LENGTH_AES128",
     "KEY_TYPE_AES",
     "SessionKeys",

@@ -10,3 +10,11 @@ class BspError(ValueError):
     failed (e.g. ``"MAC of segment 86 #3 (sequenceOf86) invalid"``) and never
     contains key material.
     """
+
+
+class PeerKeyError(BspError):
+    """The peer's one-time public key (e.g. otPK.EUICC.ECKA) is not an uncompressed point on our curve.
+
+    Its own type lets the SM-DP+ answer it as malformed input from the eUICC
+    (SGP.22 5.6.2) while other BSP failures remain errors of its own.
+    """

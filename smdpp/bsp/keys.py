@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 
-from smdpp.bsp.errors import BspError
+from smdpp.bsp.errors import BspError, PeerKeyError
 from smdpp.pki.ecdsa import public_key_from_point
 
 __all__ = [
@@ -61,12 +61,13 @@ def ecka_shared_secret(private_key: ec.EllipticCurvePrivateKey, peer_point: byte
     """ECKA-DH shared secret ShS (TR-03111 4.3.1) with a peer key ``04||X||Y`` on our curve.
 
     Works on any curve ``cryptography`` supports (NIST P-256, brainpoolP256r1).
-    Raises :class:`BspError` if the point is not an uncompressed point on the curve.
+    Raises :class:`~smdpp.bsp.errors.PeerKeyError` (a :class:`BspError`) if the
+    point is not an uncompressed point on the curve.
     """
     try:
         peer = public_key_from_point(peer_point, private_key.curve)
     except ValueError as exc:
-        raise BspError(f"peer one-time public key rejected: {exc}") from None
+        raise PeerKeyError(f"peer one-time public key rejected: {exc}") from None
     return private_key.exchange(ec.ECDH(), peer)
 
 

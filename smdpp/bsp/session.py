@@ -48,6 +48,7 @@ MAC_LENGTH = 8  # C-MAC octets carried in the TLV
 MAX_SEGMENT_VALUE = 1020  # value of one segment TLV, MAC included (SGP.22 2.5.5)
 _BLOCK = 16
 _ZERO_IV = bytes(_BLOCK)
+_CBC_ZERO_IV = modes.CBC(_ZERO_IV)  # immutable; made once instead of per segment
 
 
 def _pad(data: bytes) -> bytes:
@@ -63,7 +64,7 @@ class BspSession:
     instance serves one direction of one Bound Profile Package.
     """
 
-    __slots__ = ("_s_enc", "_s_mac", "_mcv", "_counter")
+    __slots__ = ("_s_enc", "_s_mac", "_aes_enc", "_aes_mac", "_mcv", "_counter")
 
     def __init__(self, keys: SessionKeys) -> None:
         self._install(keys)
@@ -71,6 +72,10 @@ class BspSession:
     def _install(self, keys: SessionKeys) -> None:
         self._s_enc = keys.s_enc
         self._s_mac = keys.s_mac
+        # AES key objects, made on first use and then kept for every segment under these
+        # keys (each costs a key check); an SM-DP+ never uses the PPKs it switches to
+        self._aes_enc: algorithms.AES | None = None
+        self._aes_mac: algorithms.AES | None = None
         self._mcv = keys.initial_mcv
         self._counter = 1
 
@@ -86,12 +91,22 @@ class BspSession:
             raise BspError("ReplaceSessionKeys: new key lengths differ from the current ones")
         self._install(keys)
 
+    def _enc_key(self) -> algorithms.AES:
+        if self._aes_enc is None:
+            self._aes_enc = algorithms.AES(self._s_enc)
+        return self._aes_enc
+
+    def _mac_key(self) -> algorithms.AES:
+        if self._aes_mac is None:
+            self._aes_mac = algorithms.AES(self._s_mac)
+        return self._aes_mac
+
     def _icv_block(self) -> bytes:
         return self._counter.to_bytes(_BLOCK, "big")
 
     def _c_mac(self, header: bytes, body: bytes) -> bytes:
         """Full AES-CMAC over MCV | tag | length | data (the header already holds tag and length)."""
-        c = cmac.CMAC(algorithms.AES(self._s_mac))
+        c = cmac.CMAC(self._mac_key())
         c.update(self._mcv)
         c.update(header)
         c.update(body)
@@ -103,7 +118,7 @@ class BspSession:
             # CBC with a zero IV over counter || padded data: the first output
             # block is AES(S-ENC, counter) = the ICV, and every following block
             # is then exactly CBC under that ICV.  One cipher call per segment.
-            enc = Cipher(algorithms.AES(self._s_enc), modes.CBC(_ZERO_IV)).encryptor()
+            enc = Cipher(self._enc_key(), _CBC_ZERO_IV).encryptor()
             body = (enc.update(self._icv_block() + _pad(data)) + enc.finalize())[_BLOCK:]
         elif tag == TAG_MAC_ONLY:
             body = bytes(data)
@@ -150,9 +165,10 @@ class BspSession:
         if not hmac.compare_digest(mac[:MAC_LENGTH], segment[tlv.end - MAC_LENGTH:tlv.end]):
             raise BspError(f"MAC of {name} invalid")
         if encrypted:
-            ecb = Cipher(algorithms.AES(self._s_enc), modes.ECB()).encryptor()
+            aes = self._enc_key()
+            ecb = Cipher(aes, modes.ECB()).encryptor()
             icv = ecb.update(self._icv_block()) + ecb.finalize()
-            dec = Cipher(algorithms.AES(self._s_enc), modes.CBC(icv)).decryptor()
+            dec = Cipher(aes, modes.CBC(icv)).decryptor()
             padded = dec.update(body) + dec.finalize()
             plain = padded.rstrip(b"\x00")
             if not plain or plain[-1] != 0x80 or len(padded) - len(plain) >= _BLOCK:

@@ -76,7 +76,9 @@ def bind_profile_package(*, transaction_id: bytes, eid: bytes, euicc_otpk: bytes
     ``protected`` is ``upp`` already protected under its own PPKs
     (:func:`~smdpp.es8p.protected_profile.protect_profile_package`): its
     '86' segments are used as they are and its PPKs sent in ReplaceSessionKeys.
-    Raises :class:`BspError` on invalid input.
+    Raises :class:`BspError` on invalid input, :class:`~smdpp.bsp.PeerKeyError`
+    when ``euicc_otpk`` is not a point on the curve (the ECDH step loads and
+    checks it, so a caller need not load it beforehand).
     """
     if len(eid) != 16:
         raise BspError("EID must be 16 bytes")

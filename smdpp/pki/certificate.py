@@ -12,12 +12,14 @@ All certificates are signed with ecdsa-with-SHA256 (SGP.22 4.5.2.1).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import SignatureAlgorithmOID
 
+from smdpp.asn1.tlv import TlvError, read_tlv
+from smdpp.pki.ecdsa import ECDSA_SHA256
 from smdpp.pki.oids import DP_POLICIES, ID_RSP_PERMITTED_EINS, ID_RSP_ROLE_CI
 
 #: Curves of SGP.22 2.6.7.2 (NIST P-256, brainpoolP256r1); every RSP key must be on one.
@@ -30,6 +32,51 @@ _KNOWN_GSMA_EXTENSIONS = frozenset({ID_RSP_PERMITTED_EINS})
 
 class Expired(ValueError):
     """The certificate is outside its validity period (reason 6.3 instead of 6.1)."""
+
+
+# --- the received DER of a certificate --------------------------------------
+
+
+class CertificateDer(NamedTuple):
+    """Parts of a certificate exactly as received (RFC 5280 4.1), cut out with the TLV helpers.
+
+    ``tbs`` is what the issuer signed: verifying over it checks the bytes
+    that came over the wire, not a re-encoding of the parsed certificate.
+    ``issuer`` and ``subject`` are the DER of the two Names.
+    """
+
+    tbs: bytes
+    issuer: bytes
+    subject: bytes
+    subject_public_key_info: bytes
+
+
+def split_certificate(der: bytes) -> CertificateDer:
+    """Cut ``Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }``.
+
+    Only the outline is checked (tags of the parts used); the certificate
+    itself is parsed by ``cryptography``.  ValueError if the outline is wrong.
+    """
+    try:
+        outer = read_tlv(der)
+        tbs = read_tlv(der, outer.value_start, outer.end)
+        if outer.tag != b"\x30" or outer.end != len(der) or tbs.tag != b"\x30":
+            raise ValueError("certificate is not a SEQUENCE starting with tbsCertificate")
+        # version [0] EXPLICIT (absent for v1), serialNumber, signature, then the four
+        # read one after the other: the extensions after them are never walked
+        fields = []
+        offset = tbs.value_start
+        while len(fields) < 7 and offset < tbs.end:
+            field = read_tlv(der, offset, tbs.end)
+            fields.append(field)
+            offset = field.end
+    except TlvError as exc:
+        raise ValueError(f"certificate DER malformed: {exc}") from None
+    first = 3 if fields and fields[0].tag == b"\xa0" else 2
+    named = fields[first:first + 4]
+    if len(named) != 4 or any(f.tag != b"\x30" for f in named):
+        raise ValueError("tbsCertificate lacks issuer, validity, subject or subjectPublicKeyInfo")
+    return CertificateDer(tbs.raw, named[0].raw, named[2].raw, named[3].raw)
 
 
 # --- small accessors -------------------------------------------------------
@@ -113,8 +160,15 @@ def check_critical_extensions(cert: x509.Certificate) -> None:
             raise ValueError(f"unknown critical extension {ext.oid.dotted_string}")
 
 
-def check_signed_by(cert: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
-    """``cert`` names ``issuer`` (AKI == SKI, issuer DN) and carries its valid signature."""
+def check_signed_by(cert: x509.Certificate, issuer: x509.Certificate, what: str, *,
+                    cert_der: CertificateDer | None = None,
+                    issuer_der: CertificateDer | None = None) -> None:
+    """``cert`` names ``issuer`` (AKI == SKI, issuer DN) and carries its valid signature.
+
+    With the received DER of both (:func:`split_certificate`), the signature
+    is checked over ``cert``'s tbsCertificate as received, and identical
+    Name bytes settle the name comparison without building Name objects.
+    """
     issuer_ski = subject_key_identifier(issuer)
     aki = authority_key_identifier(cert)
     if aki is None:
@@ -124,20 +178,28 @@ def check_signed_by(cert: x509.Certificate, issuer: x509.Certificate, what: str)
             f"{what} certificate authorityKeyIdentifier {aki.hex()} does not match "
             f"issuer key {issuer_ski.hex()}"
         )
-    if cert.issuer != issuer.subject:
+    same_bytes = (cert_der is not None and issuer_der is not None
+                  and cert_der.issuer == issuer_der.subject)
+    if not same_bytes and cert.issuer != issuer.subject:  # equal DER is an equal Name
         raise ValueError(f"{what} certificate issuer name does not match its issuer's subject")
-    check_signature(cert, issuer, what)
+    check_signature(cert, issuer, what, tbs=cert_der.tbs if cert_der is not None else None)
 
 
-def check_signature(cert: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
-    """``cert`` carries a valid ecdsa-with-SHA256 signature by the key of ``issuer``."""
+def check_signature(cert: x509.Certificate, issuer: x509.Certificate, what: str, *,
+                    tbs: bytes | None = None) -> None:
+    """``cert`` carries a valid ecdsa-with-SHA256 signature by the key of ``issuer``.
+
+    ``tbs`` is the tbsCertificate as received (:class:`CertificateDer`);
+    without it ``cryptography``'s encoding of the parsed certificate is used.
+    """
     if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         raise ValueError(f"{what} certificate is not signed with ecdsa-with-SHA256")
     public_key = issuer.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise ValueError(f"issuer of the {what} certificate has no EC key")
     try:
-        public_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+        public_key.verify(cert.signature, cert.tbs_certificate_bytes if tbs is None else tbs,
+                          ECDSA_SHA256)
     except Exception:  # InvalidSignature, or a malformed signature value
         raise ValueError(f"{what} certificate signature is invalid") from None
 
@@ -239,6 +301,7 @@ def verify_smdp_certificate(
 
 
 __all__ = [
+    "CertificateDer",
     "Expired",
     "SUPPORTED_CURVES",
     "authority_key_identifier",
@@ -256,6 +319,7 @@ __all__ = [
     "key_usage",
     "names_issuer",
     "registered_ids",
+    "split_certificate",
     "subject_key_identifier",
     "utc_now",
     "verify_smdp_certificate",

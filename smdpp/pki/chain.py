@@ -16,8 +16,7 @@ and are re-exported here for the callers that know them from this module.
 """
 from __future__ import annotations
 
-import functools
-
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Sequence
@@ -30,6 +29,7 @@ from smdpp.asn1.tlv import parse_single
 from smdpp.errors import SgpError
 from smdpp.pki.certificate import (
     SUPPORTED_CURVES,
+    CertificateDer,
     Expired,
     authority_key_identifier,
     basic_constraints,
@@ -46,6 +46,7 @@ from smdpp.pki.certificate import (
     key_usage,
     names_issuer,
     registered_ids,
+    split_certificate,
     subject_key_identifier,
     utc_now,
     verify_smdp_certificate,
@@ -88,6 +89,8 @@ class EuiccIdentity:
     eid: str
     public_key: ec.EllipticCurvePublicKey
     certificate: x509.Certificate
+    #: PK.EUICC.ECDSA as the SubjectPublicKeyInfo DER in the certificate as received
+    public_key_der: bytes = b""
 
 
 def _check_revocation(cert: x509.Certificate, revoked: RevocationCheck | None, what: str) -> None:
@@ -222,44 +225,60 @@ def _issuer_path(first: x509.Certificate, others: list[x509.Certificate],
     return path
 
 
-@functools.lru_cache(maxsize=256)
-def _load_ca_path(eum_cert_der: bytes, other_certs_der: tuple[bytes, ...],
-                  ci_cert: x509.Certificate) -> tuple[x509.Certificate, ...]:
-    """The parsed CA path from the received DER (see :func:`_issuer_path`), remembered.
+@dataclass(frozen=True)
+class _CaPath:
+    """A CA path below a CI whose time-independent checks passed (see :func:`_ca_path`)."""
 
-    The same EUM certificate arrives with every eUICC it made: parsing it and
-    linking it to the CI once saves most of the chain's cost per download.
-    """
-    eum_cert = x509.load_der_x509_certificate(eum_cert_der)
-    others = [x509.load_der_x509_certificate(d) for d in other_certs_der]
-    return tuple(_issuer_path(eum_cert, others, ci_cert))
+    ci_cert: x509.Certificate
+    certs: tuple[x509.Certificate, ...]  # bottom-up: the eUICC certificate's issuer first
+    issuer_der: CertificateDer  # DER parts of certs[0], as received
+    roles: tuple[str, ...]
+    ranges: tuple[PermittedEids, ...]
 
 
-def _check_ca_path(path: list[x509.Certificate], ci_cert: x509.Certificate, now: datetime,
-                   revoked: RevocationCheck | None) -> list[PermittedEids]:
-    """Check the CA certificates below the CI (``path`` bottom-up); their EID ranges.
+class _CaPathCache:
+    """Checked CA paths by (eumCertificate DER, otherCertsInChain DER, CI), least recently used out.
 
-    Raises ValueError naming the role, or :class:`Expired`.
-    """
-    roles, ranges = _check_ca_path_static(tuple(path), ci_cert)
-    for index in reversed(range(len(path))):  # top-down, as RFC 5280 6.1 walks
-        _check_revocation(path[index], revoked, roles[index])
-        check_validity(path[index], now, roles[index])
-    return list(ranges)
-
-
-@functools.lru_cache(maxsize=256)
-def _check_ca_path_static(path: tuple[x509.Certificate, ...], ci_cert: x509.Certificate
-                          ) -> tuple[tuple[str, ...], tuple[PermittedEids, ...]]:
-    """The checks of :func:`_check_ca_path` that do not depend on time or CRLs.
-
-    An EUM (and its sub-CAs) signs many eUICCs: its signature, roles,
-    constraints and ranges are checked once and remembered (certificates
-    compare by their DER); dates and revocation are checked on every call.
+    An EUM (and its sub-CAs) signs many eUICCs: parsing its certificates,
+    linking them to the CI and checking their signatures, roles, constraints
+    and ranges happens once; dates and revocation are checked on every call
+    (:func:`_check_ca_path`).  Certificates compare by their DER.  The CI is
+    keyed by identity (hashing an ``x509.Certificate`` hashes its DER on every
+    call), with the object kept in the entry so a recycled id cannot match.
     A failing path raises and is not remembered.
     """
-    roles = [_ca_role(c) for c in path]
-    if tuple(roles) not in _CA_PATHS:
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._paths: OrderedDict[tuple[bytes, tuple[bytes, ...], int], _CaPath] = OrderedDict()
+
+    def get(self, eum_cert_der: bytes, other_certs_der: tuple[bytes, ...],
+            ci_cert: x509.Certificate) -> _CaPath:
+        key = (eum_cert_der, other_certs_der, id(ci_cert))
+        found = self._paths.get(key)
+        if found is not None and found.ci_cert is ci_cert:
+            self._paths.move_to_end(key)
+            return found
+        found = _ca_path(eum_cert_der, other_certs_der, ci_cert)
+        self._paths[key] = found
+        if len(self._paths) > self._size:
+            self._paths.popitem(last=False)
+        return found
+
+    def clear(self) -> None:
+        self._paths.clear()
+
+
+def _ca_path(eum_cert_der: bytes, other_certs_der: tuple[bytes, ...],
+             ci_cert: x509.Certificate) -> _CaPath:
+    """Parse the received CA certificates, link them to the CI (:func:`_issuer_path`) and run
+    the checks that do not depend on time or CRLs; ValueError naming the role."""
+    eum_cert = x509.load_der_x509_certificate(eum_cert_der)
+    issuer_der = split_certificate(eum_cert_der)
+    others = [x509.load_der_x509_certificate(d) for d in other_certs_der]
+    path = tuple(_issuer_path(eum_cert, others, ci_cert))
+    roles = tuple(_ca_role(c) for c in path)
+    if roles not in _CA_PATHS:
         raise ValueError(f"EUM certificate chain {' <- '.join(reversed(roles))} is not an SGP.22 chain")
     # The CI's own pathLenConstraint bounds the whole path.
     ci_basic = basic_constraints(ci_cert)
@@ -276,13 +295,27 @@ def _check_ca_path_static(path: tuple[x509.Certificate, ...], ci_cert: x509.Cert
         found = permitted_eids(cert) if role == "EUM" else eid_range(cert)
         if found is not None:
             ranges.append(found)
-    return tuple(roles), tuple(ranges)
+    return _CaPath(ci_cert, path, issuer_der, roles, tuple(ranges))
 
 
-def _check_euicc(euicc_cert: x509.Certificate, issuer: x509.Certificate, ranges: list[PermittedEids],
-                 now: datetime, revoked: RevocationCheck | None) -> EuiccIdentity:
+_CA_PATH_CACHE = _CaPathCache()
+
+
+def _check_ca_path(path: _CaPath, now: datetime, revoked: RevocationCheck | None) -> None:
+    """The checks of a CA path that depend on time and CRLs, on every call, top-down as
+    RFC 5280 6.1 walks; raises ValueError naming the role, or :class:`Expired`."""
+    for index in reversed(range(len(path.certs))):
+        _check_revocation(path.certs[index], revoked, path.roles[index])
+        check_validity(path.certs[index], now, path.roles[index])
+
+
+def _check_euicc(euicc_cert: x509.Certificate, euicc_der: CertificateDer,
+                 issuer: x509.Certificate, issuer_der: CertificateDer,
+                 ranges: Sequence[PermittedEids], now: datetime,
+                 revoked: RevocationCheck | None) -> EuiccIdentity:
     check_critical_extensions(euicc_cert)
-    check_signed_by(euicc_cert, issuer, "eUICC")
+    # over the tbsCertificate as received (SGP.22 4.5.2.1 / the house rule on signed bytes)
+    check_signed_by(euicc_cert, issuer, "eUICC", cert_der=euicc_der, issuer_der=issuer_der)
     check_policy(euicc_cert, EUICC_POLICIES, "eUICC")
     basic = basic_constraints(euicc_cert)
     if basic is not None and basic.ca:
@@ -298,7 +331,8 @@ def _check_euicc(euicc_cert: x509.Certificate, issuer: x509.Certificate, ranges:
         raise ValueError(f"EID {eid} is outside the range permitted by the EUM certificate")
     _check_revocation(euicc_cert, revoked, "eUICC")
     check_validity(euicc_cert, now, "eUICC")
-    return EuiccIdentity(eid=eid, public_key=public_key, certificate=euicc_cert)
+    return EuiccIdentity(eid=eid, public_key=public_key, certificate=euicc_cert,
+                         public_key_der=euicc_der.subject_public_key_info)
 
 
 def verify_euicc_chain(
@@ -320,17 +354,18 @@ def verify_euicc_chain(
     """
     moment = utc_now(now)
     try:
-        path = _load_ca_path(bytes(eum_cert_der), tuple(bytes(d) for d in other_certs_der),
-                             ci_cert)
-        eum_cert = path[0]
-        ranges = _check_ca_path(list(path), ci_cert, moment, revoked)
+        path = _CA_PATH_CACHE.get(bytes(eum_cert_der), tuple(bytes(d) for d in other_certs_der),
+                                  ci_cert)
+        _check_ca_path(path, moment, revoked)
     except Expired as exc:
         raise SgpError(*_EUM_EXPIRED, str(exc)) from None
     except Exception as exc:  # lazy DER parsing may fail in any accessor
         raise SgpError(*_EUM_INVALID, f"EUM certificate invalid: {exc}") from None
     try:
-        euicc_cert = x509.load_der_x509_certificate(bytes(euicc_cert_der))
-        return _check_euicc(euicc_cert, eum_cert, ranges, moment, revoked)
+        euicc_der = bytes(euicc_cert_der)
+        euicc_cert = x509.load_der_x509_certificate(euicc_der)
+        return _check_euicc(euicc_cert, split_certificate(euicc_der), path.certs[0],
+                            path.issuer_der, path.ranges, moment, revoked)
     except Expired as exc:
         raise SgpError(*_EUICC_EXPIRED, str(exc)) from None
     except Exception as exc:

@@ -22,7 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-__all__ = ["sign_plain", "verify_plain", "public_point", "public_key_from_point"]
+__all__ = ["ECDSA_SHA256", "sign_plain", "verify_plain", "public_point", "public_key_from_point"]
+
+#: The one signature algorithm of SGP.22 (2.6.5, 4.5.2.1): immutable, so made once.
+ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
 def _coordinate_length(curve: ec.EllipticCurve) -> int:
@@ -32,7 +35,7 @@ def _coordinate_length(curve: ec.EllipticCurve) -> int:
 
 def sign_plain(private_key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
     """Sign ``data`` with ECDSA/SHA-256 and return the plain ``r || s`` (TR-03111 5.2.2)."""
-    der = private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+    der = private_key.sign(data, ECDSA_SHA256)
     r, s = decode_dss_signature(der)
     n = _coordinate_length(private_key.curve)
     return r.to_bytes(n, "big") + s.to_bytes(n, "big")
@@ -53,7 +56,7 @@ def verify_plain(public_key: ec.EllipticCurvePublicKey, signature: bytes, data: 
         # r = 0 or s = 0 can never be valid (SEC 1 4.1.4 step 1); say so without asking OpenSSL.
         if r == 0 or s == 0:
             return False
-        public_key.verify(encode_dss_signature(r, s), bytes(data), ec.ECDSA(hashes.SHA256()))
+        public_key.verify(encode_dss_signature(r, s), bytes(data), ECDSA_SHA256)
         return True
     except (InvalidSignature, ValueError, TypeError, AttributeError):
         return False

@@ -19,9 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from smdpp import asn1
 from smdpp.asn1.tlv import encode_tlv
+from smdpp.bsp import PeerKeyError
 from smdpp.errors import SgpError
 from smdpp.es8p import ProtectedProfilePackage, bind_profile_package, protect_profile_package
-from smdpp.pki.ecdsa import public_key_from_point, sign_plain, verify_plain
+from smdpp.pki.ecdsa import sign_plain, verify_plain
 from smdpp.pki.store import CertificateStore
 from smdpp.profiles.inventory import Profile, ProfileInventory
 from smdpp.rsp import messages, status
@@ -35,6 +36,8 @@ SUPPORTED_SVN_MAJOR = (2,)
 PROFILE_CLASSES = {"test": 0, "provisioning": 1, "operational": 2}
 # ConfigureISDPRequest (SGP.22 5.5.2) without dpProprietaryData: empty 'BF24'
 CONFIGURE_ISDP = b"\xbf\x24\x00"
+# PK.EUICC.ECDSA objects kept for the sessions in progress in this process (see _euicc_key)
+MAX_KEPT_EUICC_KEYS = 4096
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class RspEngine:
         self._hostname = self.config.hostname.lower()
         self._metadata: dict[str, bytes] = {}  # matchingId -> StoreMetadataRequest DER
         self._protected: dict[str, ProtectedProfilePackage] = {}  # matchingId -> UPP under PPKs
+        # transactionId -> (expires, SPKI DER, PK.EUICC.ECDSA) of sessions in progress
+        self._euicc_keys: dict[str, tuple[float, bytes, ec.EllipticCurvePublicKey]] = {}
         asn1.rsp()  # compile now, not on the first request
 
     # -- helpers ---------------------------------------------------------
@@ -75,6 +80,7 @@ class RspEngine:
             raise status.unknown_transaction(f"unknown transactionId {tid}")
         if self.clock() > session.expires:
             self.store.delete(tid)
+            self._euicc_keys.pop(tid, None)
             log.info("transactionId=%s: expired", tid)
             raise status.unknown_transaction(f"transactionId {tid} has expired")
         if session.state not in allowed:
@@ -89,6 +95,7 @@ class RspEngine:
         session.finish(SessionState.CANCELLED, {
             "error": f"{error.subject_code}/{error.reason_code}", "message": error.message})
         self._commit(session, previous)
+        self._euicc_keys.pop(session.transaction_id, None)
         log.info("transactionId=%s: ended on %s/%s: %s", session.transaction_id,
                  error.subject_code, error.reason_code, error.message)
         return error
@@ -102,6 +109,31 @@ class RspEngine:
         if not self.store.put_if(session, expected):
             raise status.unknown_transaction(
                 f"transactionId {session.transaction_id} was changed by a concurrent call")
+
+    def _keep_euicc_key(self, session: Session, key: ec.EllipticCurvePublicKey) -> None:
+        """Keep the verified PK.EUICC.ECDSA object for the rest of this session's calls."""
+        keys = self._euicc_keys
+        if len(keys) >= MAX_KEPT_EUICC_KEYS:  # abandoned sessions: drop the oldest
+            del keys[next(iter(keys))]
+        assert session.euicc_public_key is not None
+        keys[session.transaction_id] = (session.expires, session.euicc_public_key, key)
+
+    def _euicc_key(self, session: Session) -> ec.EllipticCurvePublicKey:
+        """PK.EUICC.ECDSA of the session (SGP.22 5.6.2, 5.6.4, 5.6.5).
+
+        The object authenticateClient took from the certificate it verified
+        in this session, if this process kept it and the session's stored key
+        is still that one; else loaded from the session's DER (another worker
+        process, a restart).  Only the loading is saved, never a verification.
+        """
+        der = session.euicc_public_key
+        assert der is not None
+        kept = self._euicc_keys.get(session.transaction_id)
+        if kept is not None and kept[1] == der:
+            return kept[2]
+        key = serialization.load_der_public_key(der)
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        return key
 
     def _address_ok(self, address: str) -> bool:
         """SGP.22 compares FQDNs case-insensitively; an activation code may add ':port'."""
@@ -189,12 +221,14 @@ class RspEngine:
             creds.pb_key, smdp_signed2 + resp.euicc_signature1_tlv))
         session.state = SessionState.AUTHENTICATED
         session.eid = identity.eid
-        session.euicc_public_key = identity.public_key.public_bytes(
+        # the SubjectPublicKeyInfo as it is in the certificate: no re-encoding needed
+        session.euicc_public_key = identity.public_key_der or identity.public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         session.matching_id = profile.matching_id
         session.iccid = profile.iccid
         session.smdp_signature2 = smdp_signature2
         self._commit(session, SessionState.INITIATED)
+        self._keep_euicc_key(session, identity.public_key)
         log.info("transactionId=%s: authenticateClient EID %s, matchingId %s, ICCID %s",
                  tid, identity.eid, profile.matching_id, profile.iccid)
         return {
@@ -261,18 +295,12 @@ class RspEngine:
             raise
         if resp.transaction_id != session.transaction_id_bytes:
             raise status.unknown_transaction("transactionId in euiccSigned2 does not match")
-        assert session.euicc_public_key is not None and session.smdp_signature2 is not None
-        euicc_key = serialization.load_der_public_key(session.euicc_public_key)
-        assert isinstance(euicc_key, ec.EllipticCurvePublicKey)
+        assert session.smdp_signature2 is not None
         # SGP.22 5.6.2: euiccSignature2 covers euiccSigned2 and the smdpSignature2 TLV
-        if not verify_plain(euicc_key, resp.euicc_signature2,
+        if not verify_plain(self._euicc_key(session), resp.euicc_signature2,
                             resp.euicc_signed2 + session.smdp_signature2):
             raise status.euicc_signature_invalid("euiccSignature2 does not verify")
         creds = self.certs.credentials(session.ci_pkid)
-        try:
-            public_key_from_point(resp.euicc_otpk, creds.pb_key.curve)
-        except ValueError:
-            raise status.malformed("euiccOtpk is not a point on the DPpb curve") from None
         profile = self.profiles.get(session.matching_id or "")
         if profile is None:  # the UPP was removed since authenticateClient
             raise self._fail(session, status.matching_id_refused(
@@ -286,13 +314,16 @@ class RspEngine:
             ot_key = loaded
         else:
             ot_key = ec.generate_private_key(creds.pb_key.curve)
-        bpp = bind_profile_package(
-            transaction_id=session.transaction_id_bytes,
-            eid=bytes.fromhex(session.eid or ""), euicc_otpk=resp.euicc_otpk,
-            dppb_key=creds.pb_key, configure_isdp=CONFIGURE_ISDP,
-            store_metadata=self._store_metadata(profile), upp=profile.upp,
-            host_id=self.config.host_id, smdp_ot_key=ot_key, use_ppk=self.config.use_ppk,
-            protected=self._protected_profile(profile) if self.config.use_ppk else None)
+        try:  # the ECDH step loads euiccOtpk once and refuses a point off the DPpb curve
+            bpp = bind_profile_package(
+                transaction_id=session.transaction_id_bytes,
+                eid=bytes.fromhex(session.eid or ""), euicc_otpk=resp.euicc_otpk,
+                dppb_key=creds.pb_key, configure_isdp=CONFIGURE_ISDP,
+                store_metadata=self._store_metadata(profile), upp=profile.upp,
+                host_id=self.config.host_id, smdp_ot_key=ot_key, use_ppk=self.config.use_ppk,
+                protected=self._protected_profile(profile) if self.config.use_ppk else None)
+        except PeerKeyError:
+            raise status.malformed("euiccOtpk is not a point on the DPpb curve") from None
         session.state = SessionState.BPP_DELIVERED
         session.euicc_otpk = resp.euicc_otpk
         session.smdp_ot_key = ot_key.private_bytes(
@@ -314,10 +345,7 @@ class RspEngine:
             return
         session = self._session(note.transaction_id.hex(), SessionState.BPP_DELIVERED,
                                 SessionState.DONE)
-        assert session.euicc_public_key is not None
-        euicc_key = serialization.load_der_public_key(session.euicc_public_key)
-        assert isinstance(euicc_key, ec.EllipticCurvePublicKey)
-        if not verify_plain(euicc_key, note.signature, note.data):
+        if not verify_plain(self._euicc_key(session), note.signature, note.data):
             raise status.euicc_signature_invalid("euiccSignPIR does not verify")
         if session.state is SessionState.DONE:  # an LPA may send a notification again
             log.info("transactionId=%s: ProfileInstallationResult repeated",
@@ -326,6 +354,7 @@ class RspEngine:
         result = {"success": note.success, "seqNumber": note.seq_number, **note.details}
         session.finish(SessionState.DONE, result)
         self._commit(session, SessionState.BPP_DELIVERED)
+        self._euicc_keys.pop(session.transaction_id, None)
         log.info("transactionId=%s: ProfileInstallationResult %s (EID %s, ICCID %s)",
                  session.transaction_id, "success" if note.success else f"error {note.details}",
                  session.eid, session.iccid)
@@ -354,13 +383,11 @@ class RspEngine:
         creds = self.certs.credentials(session.ci_pkid)
         if resp.smdp_oid != creds.smdp_oid:
             raise status.invalid_smdp_oid(f"smdpOid {resp.smdp_oid} is not {creds.smdp_oid}")
-        assert session.euicc_public_key is not None
-        euicc_key = serialization.load_der_public_key(session.euicc_public_key)
-        assert isinstance(euicc_key, ec.EllipticCurvePublicKey)
-        if not verify_plain(euicc_key, resp.signature, resp.signed):
+        if not verify_plain(self._euicc_key(session), resp.signature, resp.signed):
             raise status.euicc_signature_invalid("euiccCancelSessionSignature does not verify")
         session.finish(SessionState.CANCELLED, {"cancelReason": resp.reason})
         self._commit(session, previous)
+        self._euicc_keys.pop(session.transaction_id, None)
         log.info("transactionId=%s: cancelSession, reason %d", session.transaction_id,
                  resp.reason)
 
@@ -368,7 +395,10 @@ class RspEngine:
 
     def expire_sessions(self) -> int:
         """Drop sessions past their lifetime; return how many."""
-        count = self.store.expire(self.clock())
+        now = self.clock()
+        count = self.store.expire(now)
+        for tid in [t for t, kept in self._euicc_keys.items() if kept[0] < now]:
+            del self._euicc_keys[tid]
         if count:
             log.info("expired %d session(s)", count)
         return count

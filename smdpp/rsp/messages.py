@@ -219,34 +219,106 @@ def _event_name(bits: tuple[bytes, int]) -> str:
     return "unknown"
 
 
+def _integer(tlv: Tlv, what: str) -> int:
+    """An INTEGER's value (X.690 8.3); malformed if it has no contents octets."""
+    if tlv.end == tlv.value_start:
+        raise malformed(f"{what}: empty INTEGER")
+    return int.from_bytes(tlv.value, "big", signed=True)
+
+
+def _bit_string(tlv: Tlv, what: str) -> tuple[bytes, int]:
+    """A BIT STRING as (bits, number of bits) (X.690 8.6), the form asn1tools gives."""
+    value = tlv.value
+    if not value or value[0] > 7 or (len(value) == 1 and value[0]):
+        raise malformed(f"{what}: malformed BIT STRING")
+    return value[1:], (len(value) - 1) * 8 - value[0]
+
+
+@dataclass(frozen=True)
+class _NotificationMetadata:
+    seq_number: int
+    operation: tuple[bytes, int]  # NotificationEvent bits
+    notification_address: str
+    iccid: bytes | None
+
+
+def _notification_metadata(tlv: Tlv, what: str) -> _NotificationMetadata:
+    """NotificationMetadata ('BF2F', SGP.22 5.7.7): seqNumber '80', profileManagementOperation
+    '81', notificationAddress '0C', iccid '5A' OPTIONAL, then extensions (skipped)."""
+    fields = _children(tlv, what)
+    _expect(fields[:3], [b"\x80", b"\x81", b"\x0c"], what)
+    iccid = fields[3].value if len(fields) > 3 and fields[3].tag == b"\x5a" else None
+    return _NotificationMetadata(_integer(fields[0], f"{what} seqNumber"),
+                                 _bit_string(fields[1], f"{what} profileManagementOperation"),
+                                 _utf8(fields[2].value, "notificationAddress"), iccid)
+
+
+def _final_result(tlv: Tlv) -> tuple[bool, dict[str, Any]]:
+    """finalResult [2] CHOICE (SGP.22 5.7.7): (success, its fields; bytes as hex).
+
+    successResult 'A0': aid '4F', simaResponse '04'; errorResult 'A1':
+    bppCommandId '80', errorReason '81', simaResponse '82' OPTIONAL.
+    """
+    choice = _choice(tlv, (b"\xa0", b"\xa1"), "finalResult")
+    fields = _children(choice, "finalResult")
+    if choice.tag == b"\xa0":
+        _expect(fields[:2], [b"\x4f", b"\x04"], "successResult")
+        return True, {"aid": fields[0].value.hex(), "simaResponse": fields[1].value.hex()}
+    _expect(fields[:2], [b"\x80", b"\x81"], "errorResult")
+    details: dict[str, Any] = {"bppCommandId": _integer(fields[0], "bppCommandId"),
+                               "errorReason": _integer(fields[1], "errorReason")}
+    if len(fields) > 2 and fields[2].tag == b"\x82":
+        details["simaResponse"] = fields[2].value.hex()
+    return False, details
+
+
+def _profile_installation_result(data: bytes) -> ProfileInstallationResult:
+    """ProfileInstallationResult ('BF37', SGP.22 5.7.7), read with the TLV helpers.
+
+    ProfileInstallationResultData 'BF27': transactionId '80',
+    notificationMetadata 'BF2F', smdpOid '06' OPTIONAL, finalResult 'A2'; data
+    objects after finalResult are tolerated, as the ASN.1 decoder did.
+    """
+    top = _top(data, b"\xbf\x37", "profileInstallationResult")
+    parts = _children(top, "profileInstallationResult")
+    _expect(parts, [b"\xbf\x27", SIGNATURE_TAG], "profileInstallationResult")
+    what = "profileInstallationResultData"
+    fields = _children(parts[0], what)
+    smdp_oid = None
+    if len(fields) > 2 and fields[2].tag == b"\x06":
+        try:
+            smdp_oid = asn1.decode_oid(fields[2].value, 0, fields[2].end - fields[2].value_start)
+        except Exception as exc:  # asn1tools' DecodeError
+            raise malformed(f"{what}: smdpOid: {exc}") from None
+        fields = fields[:2] + fields[3:]
+    _expect(fields[:3], [b"\x80", b"\xbf\x2f", b"\xa2"], what)
+    meta = _notification_metadata(fields[1], "notificationMetadata")
+    success, details = _final_result(fields[2])
+    return ProfileInstallationResult(
+        data=parts[0].raw, signature=parts[1].value, transaction_id=fields[0].value,
+        seq_number=meta.seq_number, notification_address=meta.notification_address,
+        iccid=meta.iccid, smdp_oid=smdp_oid, success=success, details=details)
+
+
 def parse_pending_notification(data: bytes) -> ProfileInstallationResult | OtherSignedNotification:
-    """Parse a PendingNotification: 'BF37' or an otherSignedNotification '30'."""
+    """Parse a PendingNotification: 'BF37' or an otherSignedNotification '30'.
+
+    Read with the TLV helpers (a ProfileInstallationResult ends every download).
+    """
     if data[:2] == b"\xbf\x37":
-        top = _top(data, b"\xbf\x37", "profileInstallationResult")
-        parts = _children(top, "profileInstallationResult")
-        _expect(parts, [b"\xbf\x27", SIGNATURE_TAG], "profileInstallationResult")
-        pird = _decode("ProfileInstallationResultData", parts[0].raw,
-                       "profileInstallationResultData")
-        meta = pird["notificationMetadata"]
-        kind, outcome = pird["finalResult"]
-        details = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in outcome.items()}
-        return ProfileInstallationResult(
-            data=parts[0].raw, signature=parts[1].value, transaction_id=pird["transactionId"],
-            seq_number=meta["seqNumber"], notification_address=meta["notificationAddress"],
-            iccid=meta.get("iccid"), smdp_oid=pird.get("smdpOid"),
-            success=kind == "successResult", details=details)
+        return _profile_installation_result(data)
     top = _top(data, b"\x30", "pendingNotification")
     parts = _children(top, "otherSignedNotification")
     _expect(parts, [b"\xbf\x2f", SIGNATURE_TAG, b"\x30", b"\x30", b"\xa1"], "otherSignedNotification",
             optional_tail=1)
     # SGP.22 v3: otherCertsInChain [1] CertificateChain OPTIONAL
     other_certs = _certificate_chain(parts[4], "otherCertsInChain") if len(parts) == 5 else ()
-    meta = _decode("NotificationMetadata", parts[0].raw, "tbsOtherNotification")
+    meta = _notification_metadata(parts[0], "tbsOtherNotification")
     return OtherSignedNotification(
         data=parts[0].raw, signature=parts[1].value, euicc_certificate=parts[2].raw,
-        eum_certificate=parts[3].raw, seq_number=meta["seqNumber"],
-        operation=_event_name(meta["profileManagementOperation"]),
-        notification_address=meta["notificationAddress"], iccid=meta.get("iccid"),
+        eum_certificate=parts[3].raw, seq_number=meta.seq_number,
+        operation=_event_name(meta.operation),
+        notification_address=meta.notification_address, iccid=meta.iccid,
         other_certs_in_chain=other_certs)
 
 

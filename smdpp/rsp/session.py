@@ -12,7 +12,6 @@ cancelSession, or an error the eUICC reported).
 """
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,18 +82,23 @@ class Session:
 
     def to_record(self) -> dict[str, Any]:
         """A plain dict of builtins (for pickling stores)."""
-        # shallow: every field is immutable but ``result`` (asdict's deepcopy is slow)
-        record = {f.name: getattr(self, f.name) for f in _FIELDS}
+        # Every ES9+ call reads and writes its session: copy the instance dict (the
+        # fields, nothing else is ever set) instead of asking for each field by name;
+        # shallow, as every field is immutable but ``result`` (asdict's deepcopy is slow).
+        record = self.__dict__.copy()
         record["state"] = self.state.value
         record["result"] = dict(self.result)
         return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Session":
-        """Inverse of :meth:`to_record`."""
+        """Inverse of :meth:`to_record`; ValueError for an unknown state."""
         data = dict(record)
-        data["state"] = SessionState(data["state"])
+        try:  # a dict lookup by the stored str is cheaper than the Enum call
+            data["state"] = _STATES[data["state"]]
+        except (KeyError, TypeError):
+            data["state"] = SessionState(data["state"])  # a member itself, or ValueError
         return cls(**data)
 
 
-_FIELDS = dataclasses.fields(Session)
+_STATES = {state.value: state for state in SessionState}

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import random
+from typing import Any
 
 import asn1tools
 import pytest
@@ -95,3 +97,29 @@ def test_parse_single_rejects_trailing_bytes_and_wrong_tag() -> None:
         parse_single(bytes.fromhex("800100" "00"))
     with pytest.raises(TlvError):
         parse_single(bytes.fromhex("800100"), b"\x81")
+
+
+def test_tlv_fast_path_agrees_with_the_general_reader() -> None:
+    """read_tlv's shortcut for short tags and lengths gives what the general reader gives,
+    errors included, on random bytes rich in tag and length octets."""
+    from smdpp.asn1.tlv import _read_tlv
+
+    def outcome(reader: Any, data: bytes, offset: int, end: int) -> tuple[str, Any]:
+        try:
+            return "ok", tuple(reader(data, offset, end))
+        except TlvError as exc:
+            return "error", str(exc)
+
+    rng = random.Random(20)
+    interesting = [0x00, 0x01, 0x02, 0x1f, 0x30, 0x5f, 0x7f, 0x80, 0x81, 0x82, 0x83, 0x84,
+                   0x9f, 0xa0, 0xbf, 0xff]
+    for _ in range(20000):
+        data = bytes(rng.choice(interesting) if rng.random() < 0.7 else rng.randrange(256)
+                     for _ in range(rng.randint(0, 10)))
+        offset = rng.randint(0, len(data))
+        end = rng.randint(offset, len(data))
+        assert outcome(read_tlv, data, offset, end) == outcome(_read_tlv, data, offset, end), \
+            (data.hex(), offset, end)
+    # and the forms the shortcut takes, against known offsets
+    assert read_tlv(b"\x5f\x37\x81\x80" + bytes(128))[2:] == (0, 4, 132)
+    assert read_tlv(b"\xbf\x36\x82\x01\x00" + bytes(256))[2:] == (0, 5, 261)

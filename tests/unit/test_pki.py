@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from smdpp.errors import SgpError
 from smdpp.pki import cli
+from smdpp.pki.certificate import check_signed_by, split_certificate
 from smdpp.pki.chain import permitted_eids, registered_ids, verify_euicc_chain
 from smdpp.pki.ecdsa import public_key_from_point, public_point, sign_plain, verify_plain
 from smdpp.pki.eid import eid_check_digits, eid_is_valid, make_eid
@@ -639,3 +640,74 @@ def test_remembered_eum_path_still_checks_dates_every_time(chain: dict) -> None:
     after = chain["eum"].not_valid_after_utc + timedelta(days=1)
     assert check(chain, chain["eum"], chain["euicc"], now=after) == ("8.1.2", "6.3")
     assert store.verify_euicc(der(chain["eum"]), der(chain["euicc"]), chain["pkid"]).eid == EID
+
+
+# --- the received DER of a certificate, and what the chain check takes from it ----
+
+
+def test_split_certificate_matches_cryptography(chain: dict) -> None:
+    for cert in (chain["ci"], chain["eum"], chain["euicc"]):
+        parts = split_certificate(der(cert))
+        assert parts.tbs == cert.tbs_certificate_bytes
+        assert parts.issuer == cert.issuer.public_bytes()
+        assert parts.subject == cert.subject.public_bytes()
+        assert parts.subject_public_key_info == cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    good = der(chain["euicc"])
+    for bad in (good + b"\x00", good[:-1], b"\x30\x00", b"\x31\x03\x30\x01\x00", b"",
+                b"\x30\x05\x30\x03\x02\x01\x01"):
+        with pytest.raises(ValueError):
+            split_certificate(bad)
+
+
+def test_euicc_signature_is_checked_over_the_received_tbs(chain: dict) -> None:
+    euicc, eum = chain["euicc"], chain["eum"]
+    parts, eum_parts = split_certificate(der(euicc)), split_certificate(der(eum))
+    check_signed_by(euicc, eum, "eUICC", cert_der=parts, issuer_der=eum_parts)
+    tampered = parts._replace(tbs=parts.tbs[:-1] + bytes([parts.tbs[-1] ^ 1]))
+    with pytest.raises(ValueError, match="signature"):
+        check_signed_by(euicc, eum, "eUICC", cert_der=tampered, issuer_der=eum_parts)
+    # other Name bytes: the Names themselves are compared (here: equal, so accepted)
+    check_signed_by(euicc, eum, "eUICC", cert_der=parts,
+                    issuer_der=eum_parts._replace(subject=b"\x30\x00"))
+
+
+def test_issuer_name_must_match_the_eum_subject(chain: dict) -> None:
+    other_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "someone else")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    euicc = (
+        x509.CertificateBuilder()
+        .subject_name(chain["euicc"].subject).issuer_name(other_name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365))
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            chain["eum_key"].public_key()), critical=False)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.CertificatePolicies([x509.PolicyInformation(ID_RSP_ROLE_EUICC, None)]),
+                       critical=True)
+        .sign(chain["eum_key"], hashes.SHA256()))
+    with pytest.raises(SgpError) as exc:
+        chain["store"].verify_euicc(der(chain["eum"]), der(euicc), chain["pkid"])
+    assert status(exc) == ("8.1.3", "6.1") and "issuer name" in exc.value.message
+
+
+def test_remembered_eum_is_still_checked_for_dates_and_its_ci(chain: dict) -> None:
+    """The checked EUM path is remembered per EUM and CI: dates count on every call, and the
+    same EUM bytes under another CI (or another CI object) are checked afresh."""
+    eum, euicc = der(chain["eum"]), der(chain["euicc"])
+    chain["store"].verify_euicc(eum, euicc, chain["pkid"])  # remembered now
+    later = chain["eum"].not_valid_after_utc + timedelta(days=1)
+    assert check(chain, eum, euicc, now=later) == ("8.1.2", "6.3")
+    ci2, _ = issue_ci()
+    pkid2 = ci2.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    other_store = CertificateStore({pkid2: ci2}, {})
+    with pytest.raises(SgpError) as exc:
+        other_store.verify_euicc(eum, euicc, pkid2)
+    assert status(exc) == ("8.1.2", "6.1")
+    # the same CI as a new object (a reloaded store) verifies as before
+    same_ci = x509.load_der_x509_certificate(der(chain["ci"]))
+    assert CertificateStore({chain["pkid"]: same_ci}, {}).verify_euicc(
+        eum, euicc, chain["pkid"]).eid == EID
