@@ -252,3 +252,63 @@ def test_under_tls_reading_pauses_on_the_tcp_connection() -> None:
     assert tcp.producerState == "paused"
     connection.resumeProducing()
     assert tcp.producerState == "producing"
+
+
+class _ShortSocket:
+    """A socket whose send takes at most ``limit`` bytes, then refuses (EAGAIN)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.sent = limit, b""
+
+    def send(self, data: bytes) -> int:
+        if self.limit == 0:
+            raise BlockingIOError
+        taken = data[:self.limit]
+        self.limit -= len(taken)
+        self.sent += taken
+        return len(taken)
+
+
+def test_an_answer_the_socket_does_not_take_goes_on_through_the_transport_in_order() -> None:
+    handler = Recorder()
+    connection, transport = connect(handler)
+    sock = _ShortSocket(limit=10**6)
+    connection._socket = sock  # as for a plain TCP connection
+    connection.dataReceived(POST % 1 + b"a")
+    assert answers(_Sent(sock.sent))[0][2] == b"got 1" and transport.value() == b""
+    sock.limit = 20  # the send buffer fills up during the second answer
+    connection.dataReceived(POST % 2 + b"bb")
+    assert connection._socket is None and transport.value()
+    sock.limit = 10**6  # the socket would take more now, but Twisted still holds bytes
+    connection.dataReceived(POST % 3 + b"ccc")
+    assert b"got 3" not in sock.sent and transport.value().endswith(b"got 3")
+    assert [a[2] for a in answers(_Sent(sock.sent + transport.value()))] == [
+        b"got 1", b"got 2", b"got 3"]
+
+
+class _Sent(StringTransport):
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.io.write(data)
+
+
+def test_only_a_tcp_connection_itself_is_written_directly() -> None:
+    """A wrapper (TLS) hands getHandle down to the TCP socket: it must not be used."""
+    import socket
+
+    from twisted.internet import tcp
+    from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+    from smdpp.http.server import _tcp_socket
+
+    left, right = socket.socketpair()
+    try:
+        plain = tcp.Connection(left, None)
+        assert _tcp_socket(plain) is left
+        wrapper = ProtocolWrapper(WrappingFactory(HttpFactory(Recorder(), 100)), None)
+        wrapper.transport = plain
+        assert wrapper.getHandle() is left  # what makes the check necessary
+        assert _tcp_socket(wrapper) is None and _tcp_socket(StringTransport()) is None
+    finally:
+        left.close()
+        right.close()
