@@ -135,11 +135,7 @@ class Es9pApi:
             return _reply(200, _failed(SgpError("1.2", "4.1", "internal error")))
         if function.no_content:
             return HttpResponse(204, _NO_CONTENT_HEADERS, b"")
-        answer: dict[str, Any] = {"header": {"functionExecutionStatus":
-                                             {"status": "Executed-Success"}}}
-        for key, value in (result or {}).items():
-            answer[key] = base64.b64encode(value).decode() if isinstance(value, bytes) else value
-        return _reply(200, answer)
+        return HttpResponse(200, _JSON_HEADERS, _success(result or {}))
 
     def _check_request(self, request: HttpRequest) -> tuple[int, SgpError] | None:
         """Headers and size of SGP.22 6.1 / 6.5.1 before the body is parsed."""
@@ -186,6 +182,27 @@ def _loggable_tid(value: Any) -> str:
 def _snake(name: str) -> str:
     """euiccInfo1 -> euicc_info1: the engine's argument names."""
     return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+_SUCCESS_HEAD = b'{"header":{"functionExecutionStatus":{"status":"Executed-Success"}}'
+
+
+def _success(result: dict[str, Any]) -> bytes:
+    """The JSON of a successful answer: the header, then ``result`` with bytes in base64.
+
+    Base64 text needs no JSON escaping, so it is put in as it is: a BPP of
+    several hundred KB is not scanned character by character and copied
+    again (json costs ~100 us for a 12 KB profile's BPP, more than its base64).
+    """
+    parts = [_SUCCESS_HEAD]
+    for key, value in result.items():
+        parts += (b",", _ENCODER.encode(key).encode(), b":")
+        if isinstance(value, bytes):
+            parts += (b'"', base64.b64encode(value), b'"')
+        else:
+            parts.append(_ENCODER.encode(value).encode())
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 def _failed(error: SgpError) -> dict[str, Any]:
