@@ -14,7 +14,7 @@ takes a comma-separated list) the benchmark
 4. stops the server and prints downloads/s, server CPU ms per download and
    peak RSS, client CPU, p50/p95/p99 of every ES9+ call and of the whole
    download, failures by reason, and the cryptography floor of a download
-   on this machine, measured right after the run (:mod:`bench.floor`), with
+   on this machine, sampled all through the run (:mod:`bench.floor`), with
    the server's CPU per download as a multiple of it.
 
 ``--url`` measures a server that is already running instead: its data
@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import threading
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from bench import datadir, procstat
-from bench.floor import crypto_floor_ms
+from bench.floor import FloorWatch, crypto_floor_ms
 from bench.load import run_load
 from bench.report import format_checkpoints, format_tables, summarize
 from bench.profile_report import report_collapsed
@@ -169,6 +170,9 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
     if profiled is not None:
         profiled.profile_start()
     spy = PySpy(pid, spy_to, args.py_spy_rate) if spy_to is not None and pid else None
+    floor_curve = config["curve"] if config["curve"] in CURVES else "nist"
+    watch = FloorWatch(floor_curve, data.profile_bytes,
+                       rounds=2 if floor_curve == "brainpool" else 10)
     try:
         client_before = _client_cpu()
         load = run_load(url, data.identities, count=args.count, max_seconds=args.max_seconds,
@@ -176,6 +180,7 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
         client_cpu = _client_cpu() - client_before
         after = procstat.sample(pid) if pid else None
     finally:
+        floor_samples = watch.stop()
         if spy is not None:
             spy.stop()
         if profiled is not None:
@@ -183,10 +188,13 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
     record = summarize(config, load, server_before=before, server_after=after,
                        client_cpu_seconds=client_cpu, checkpoints=sorted(
                            checkpoints, key=lambda c: c["downloads"]))
-    # right after the run, so that it sees the machine as the run did
-    record["crypto_floor_ms"] = crypto_floor_ms(
-        config["curve"] if config["curve"] in CURVES else "nist", data.profile_bytes,
-        rounds=20 if config["curve"] == "brainpool" else 100)
+    # The floor twice: sampled during the run (the machine as the server saw it, drift and
+    # the load of the client included) and alone on the idle machine right after it.
+    record["crypto_floor_idle_ms"] = crypto_floor_ms(
+        floor_curve, data.profile_bytes, rounds=20 if floor_curve == "brainpool" else 100)
+    record["crypto_floor_samples"] = floor_samples
+    record["crypto_floor_ms"] = (round(statistics.median(floor_samples), 3)
+                                 if len(floor_samples) >= 3 else None)  # too short a run
     if spy is not None:
         record["py_spy"] = str(spy.out)
         print(report_collapsed(spy.out, cpu_ms=record["server_cpu_ms_per_download"],

@@ -125,11 +125,14 @@ def _label(config: dict[str, Any]) -> str:
 def format_tables(records: Sequence[dict[str, Any]]) -> str:
     """The summary table (one row per run), the latency table and the errors."""
     summary = _table(
-        ["run", "ok", "fail", "dl/s", "srv CPU ms/dl", "floor ms", "x floor",
-         "srv peak RSS MiB", "cli CPU ms/dl", "dl p50 ms", "dl p95 ms", "dl p99 ms"],
+        ["run", "ok", "fail", "dl/s", "srv CPU ms/dl", "floor ms load/idle",
+         "x floor load/idle", "srv peak RSS MiB", "cli CPU ms/dl", "dl p50 ms", "dl p95 ms",
+         "dl p99 ms"],
         [[_label(r["config"]), str(r["ok"]), str(r["failed"]), _fmt(r["downloads_per_second"]),
-          _fmt(r["server_cpu_ms_per_download"], 2), _fmt(r.get("crypto_floor_ms"), 2),
-          _fmt(_ratio(r["server_cpu_ms_per_download"], r.get("crypto_floor_ms")), 1),
+          _fmt(r["server_cpu_ms_per_download"], 2),
+          f"{_fmt(r.get('crypto_floor_ms'), 2)}/{_fmt(r.get('crypto_floor_idle_ms'), 2)}",
+          f"{_fmt(_ratio(r['server_cpu_ms_per_download'], r.get('crypto_floor_ms')), 1)}/"
+          f"{_fmt(_ratio(r['server_cpu_ms_per_download'], r.get('crypto_floor_idle_ms')), 1)}",
           _fmt(r["server_peak_rss_mib"]),
           _fmt(r["client_cpu_ms_per_download"], 2),
           *(_fmt((r["latency_ms"]["download"] or {}).get(f"p{q}")) for q in PERCENTILES)]
