@@ -233,7 +233,14 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
 
     def _call_handler(self) -> HttpResponse:
         url = b"".join(self._url)
-        path = url.split(b"?", 1)[0].decode("latin-1")
+        if url[:1] == b"/":  # origin-form, what clients and proxies send (RFC 9112 3.2.1)
+            raw_path = url.split(b"?", 1)[0]
+        else:  # absolute-form (RFC 9112 3.2.2), which a server must accept too
+            try:
+                raw_path = httptools.parse_url(url).path or b""
+            except httptools.HttpParserInvalidURLError:
+                raw_path = b""
+        path = raw_path.decode("latin-1")
         request = HttpRequest(self._method.decode("latin-1"), path, self._headers,
                               b"".join(self._body), self._too_large)
         self._body = []

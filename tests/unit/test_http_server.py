@@ -71,6 +71,16 @@ def test_query_string_is_not_part_of_the_path() -> None:
     assert handler.requests[0].path == "/gsma/rsp2/es9plus/x"
 
 
+def test_absolute_form_target_gives_the_path() -> None:
+    handler = Recorder()
+    connection, transport = connect(handler)
+    connection.dataReceived(b"POST http://smdp.example:80/gsma/rsp2/es9plus/x?q=1 HTTP/1.1\r\n"
+                            b"Content-Length: 0\r\n\r\n"
+                            b"OPTIONS * HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert [r.path for r in handler.requests] == ["/gsma/rsp2/es9plus/x", "*"]
+    assert [a[0] for a in answers(transport)] == [200, 200]
+
+
 def test_byte_by_byte_delivery_gives_the_same_request() -> None:
     handler = Recorder()
     connection, transport = connect(handler)
