@@ -322,3 +322,16 @@ def test_only_a_tcp_connection_itself_is_written_directly() -> None:
     finally:
         left.close()
         right.close()
+
+
+def test_a_failure_inside_the_parser_callbacks_is_500_and_closed() -> None:
+    """A bug past the handler (here an answer header that is not bytes) is caught too."""
+
+    def bad_answer(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, ((b"X-Bad", "not bytes"),), b"")  # type: ignore[arg-type]
+
+    connection = HttpFactory(bad_answer, 100).buildProtocol(None)
+    transport = StringTransport()
+    connection.makeConnection(transport)
+    connection.dataReceived(POST % 0)
+    assert answers(transport)[0][0] == 500 and transport.disconnecting
