@@ -183,6 +183,16 @@ def test_floor_watch_samples_until_stopped() -> None:
     assert len(samples) >= 3 and all(sample > 0 for sample in samples)
 
 
+def test_store_benchmark_measures_every_operation_and_a_whole_download() -> None:
+    from bench import store as store_bench
+
+    figures = store_bench.run(store_bench.parse_args(["--ops", "20", "--rounds", "2",
+                                                      "--prefill", "10"]))
+    assert set(figures) == {"shelve", "memory"}
+    for ops in figures.values():
+        assert set(ops) == set(store_bench.OPS) and all(value > 0 for value in ops.values())
+
+
 # -- real runs against a server -------------------------------------------------------
 
 
