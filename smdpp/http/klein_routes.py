@@ -2,7 +2,7 @@
 
 For embedding smdpp in a Klein or twisted.web application, and for comparing
 with the built-in server (:mod:`smdpp.http.server`), which serves the same
-:class:`~smdpp.http.es9p.Es9pApi` at a quarter of the per-request CPU
+:class:`~smdpp.http.es9p.Es9pApi` at about a fifth of the per-request CPU
 (``python -m bench.download --server-arg=--http --server-arg=klein``).
 """
 from __future__ import annotations
