@@ -119,7 +119,8 @@ class Es9pApi:
             return _reply(code, _failed(error))
         try:
             body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # ValueError covers UnicodeDecodeError;
+            # deep nesting exceeds the decoder's recursion limit well within max_body
             return _reply(400, _failed(status.malformed("body is not valid JSON")))
         if not isinstance(body, dict):
             return _reply(400, _failed(status.malformed("body is not a JSON object")))

@@ -88,6 +88,13 @@ def test_json_that_is_not_an_object_is_400(client: Es9Client) -> None:
     assert_failed(client.post("initiateAuthentication", b"[1, 2]"), "1.2", "2.1", 400)
 
 
+def test_deeply_nested_json_is_400_not_an_internal_error(client: Es9Client) -> None:
+    """20,000 nested arrays fit in 64 KiB and exceed the JSON decoder's recursion limit."""
+    reply = client.post("initiateAuthentication", b"[" * 20_000 + b"]" * 20_000)
+    assert_failed(reply, "1.2", "2.1", http_status=400)
+    assert_failed(client.post("initiateAuthentication", b'{"a":' * 10_000), "1.2", "2.1", 400)
+
+
 def test_wrong_content_type_is_415(client: Es9Client) -> None:
     reply = client.post("initiateAuthentication", b"{}", headers={"Content-Type": "text/plain"})
     assert_failed(reply, "1.2", "2.1", http_status=415)
