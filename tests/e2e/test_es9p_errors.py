@@ -554,3 +554,59 @@ def test_oversized_chunked_body_is_413(shared_server: RunningServer, flow: Flow)
     assert response.status == 413
     assert body["header"]["functionExecutionStatus"]["statusCodeData"]["reasonCode"] == "2.1"
     assert_ok(flow.initiate())  # the server carries on
+
+
+# -- mutated messages ---------------------------------------------------------------
+
+
+def _mutate(data: bytes, rnd: "random.Random") -> bytes:
+    """Flip, drop or insert a few bytes, or cut the message short."""
+    out = bytearray(data)
+    for _ in range(rnd.randint(1, 3)):
+        choice = rnd.random()
+        if choice < 0.5 and out:
+            out[rnd.randrange(len(out))] = rnd.randrange(256)
+        elif choice < 0.65 and out:
+            del out[rnd.randrange(len(out))]
+        elif choice < 0.8:
+            out.insert(rnd.randrange(len(out) + 1), rnd.randrange(256))
+        else:
+            del out[rnd.randrange(len(out) + 1):]
+    return bytes(out)
+
+
+def test_mutated_messages_get_an_sgp22_refusal_never_an_internal_error(
+        shared_server: RunningServer, client: Es9Client, card: SoftEuicc) -> None:
+    """Real messages of each step with a few bytes changed (seeded): every answer is a
+    function failure with an SGP.22 code (or a success, if the change was harmless),
+    never HTTP 5xx or the generic 1.2/4.1 of an escaped exception."""
+    import random
+
+    rnd = random.Random(20261127)
+    answers = []
+    for step in [0, 1, 2, 3] * 25:
+        flow = Flow(client, card)
+        if step == 0:
+            answers.append(client.call("initiateAuthentication", {
+                "euiccChallenge": b64e(_mutate(card.get_euicc_challenge(), rnd)),
+                "euiccInfo1": b64e(_mutate(card.get_euicc_info1(), rnd)), "smdpAddress": ADDRESS}))
+            continue
+        assert_ok(flow.initiate())
+        asr = flow.authenticate_server()
+        if step == 1:
+            answers.append(flow.authenticate(_mutate(asr, rnd)))
+            continue
+        assert_ok(flow.authenticate(asr))
+        pdr = flow.prepare_download()
+        if step == 2:
+            answers.append(flow.get_bpp(_mutate(pdr, rnd)))
+            answers.append(flow.cancel(_mutate(pdr, rnd)))
+            continue
+        assert_ok(flow.get_bpp(pdr))
+        answers.append(flow.notify(_mutate(flow.install(), rnd)))
+    for reply in answers:
+        codes = reply.status_code_data
+        assert reply.http_status in (200, 204), reply.describe()
+        assert (codes.get("subjectCode"), codes.get("reasonCode")) != ("1.2", "4.1"), reply.describe()
+    assert sum(reply.function_status == "Failed" for reply in answers) > len(answers) // 2
+    assert "Traceback" not in shared_server.log()
