@@ -41,35 +41,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 from bench import datadir
 from smdpp.errors import SgpError
+from smdpp.http.es9p import ADMIN_PROTOCOL, Es9pApi
 from smdpp.euicc.card import SoftEuicc
 from smdpp.euicc.client import download
 from smdpp.euicc.es9 import Es9Reply
 from smdpp.rsp.engine import RspEngine
 
-__all__ = ["EngineClient", "METHODS", "main", "parse_args", "run"]
-
-#: ES9+ function -> (engine method, its arguments: JSON name -> (keyword, base64?)).
-METHODS: dict[str, tuple[str, tuple[tuple[str, str, bool], ...]]] = {
-    "initiateAuthentication": ("initiate_authentication", (
-        ("euiccChallenge", "euicc_challenge", True), ("euiccInfo1", "euicc_info1", True),
-        ("smdpAddress", "smdp_address", False))),
-    "authenticateClient": ("authenticate_client", (
-        ("transactionId", "transaction_id", False),
-        ("authenticateServerResponse", "authenticate_server_response", True))),
-    "getBoundProfilePackage": ("get_bound_profile_package", (
-        ("transactionId", "transaction_id", False),
-        ("prepareDownloadResponse", "prepare_download_response", True))),
-    "handleNotification": ("handle_notification", (
-        ("pendingNotification", "pending_notification", True),)),
-    "cancelSession": ("cancel_session", (
-        ("transactionId", "transaction_id", False),
-        ("cancelSessionResponse", "cancel_session_response", True))),
-}
-
+__all__ = ["EngineClient", "main", "parse_args", "run"]
 
 # what the LPA checks in every answer (SGP.22 6.5.1)
 _HEADERS = {"content-type": "application/json;charset=UTF-8",
-            "x-admin-protocol": "gsma/rsp/v2.2.0"}
+            "x-admin-protocol": ADMIN_PROTOCOL}
 
 
 class EngineClient:
@@ -86,14 +68,17 @@ class EngineClient:
         self.profiler = profiler
         self.clock = clock
         self.recording = True
-        self.counts: dict[str, list[int]] = {m: [] for m, _ in METHODS.values()}
+        # the ES9+ mapping the HTTP layer uses: JSON fields -> engine keyword arguments
+        self.functions = Es9pApi(engine).functions
+        self.counts: dict[str, list[int]] = {
+            f.call.__name__: [] for f in self.functions.values()}
 
     def call(self, function: str, body: Mapping[str, Any]) -> Es9Reply:
         """One ES9+ function: its reply as the HTTP layer would shape it (SGP.22 6.5)."""
-        method_name, fields = METHODS[function]
-        kwargs = {kw: base64.b64decode(body[name]) if b64 else body[name]
-                  for name, kw, b64 in fields}
-        method = getattr(self.engine, method_name)
+        method = self.functions[function].call
+        method_name = method.__name__
+        kwargs = {kw: base64.b64decode(body[name]) if kind == "b64" else body[name]
+                  for name, kw, kind in self.functions[function].fields}
         profiler = self.profiler if self.recording else None
         error: SgpError | None = None
         if profiler is not None:
