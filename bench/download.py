@@ -17,6 +17,13 @@ takes a comma-separated list) the benchmark
    on this machine, sampled all through the run (:mod:`bench.floor`), with
    the server's CPU per download as a multiple of it.
 
+With two CPUs or more the server runs on CPU 0 and the benchmark (load
+generator and floor sampler) on the others (``--pin``, the default without
+``--workers``): on a shared CPU the load generator, which spends more CPU per
+download than the server, would preempt the server at every exchange and
+evict its caches, and the server's figure would measure that contention
+rather than the server.  ``--no-pin`` lets the kernel place both.
+
 ``--url`` measures a server that is already running instead: its data
 folder (``--data-dir``) provides the EUM to issue eUICCs with and the
 profile, ``--server-pid`` the process to read CPU and memory from.
@@ -115,6 +122,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--server-pid", type=int, help="with --url: the server process, for CPU and RSS")
     p.add_argument("--matching-id", help="with --url: the profile to download")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the records as JSON to FILE")
+    p.add_argument("--instructions", action="store_true",
+                   help="also count the instructions the server's main thread retires per "
+                        "download, in user space and in the kernel (Linux perf events): "
+                        "steady where CPU time drifts with the machine, for comparing changes")
+    p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None,
+                   help="server on CPU 0, the benchmark on the other CPUs (default: on with "
+                        "2 or more CPUs, unless --workers is among the server options or "
+                        "--url is given)")
     args = p.parse_args(argv)
     if args.count < 0 or args.warmup < 0 or args.euiccs < 1 or args.checkpoint_every < 1:
         p.error("-n and --warmup must be >= 0, --euiccs and --checkpoint-every >= 1")
@@ -127,7 +142,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     "--store, --server-arg or --server-profile")
         if args.py_spy and args.server_pid is None:
             p.error("--py-spy with --url needs --server-pid")
+        if args.pin:
+            p.error("--pin starts the server itself: not with --url")
+    if args.pin is None:
+        args.pin = (not args.url and len(_cpus()) >= 2
+                    and not any(a.split("=")[0] == "--workers" for a in args.server_arg))
+    elif args.pin and len(_cpus()) < 2:
+        p.error("--pin needs 2 or more CPUs")
     return args
+
+
+def _cpus() -> list[int]:
+    """The CPUs this process may run on."""
+    return sorted(os.sched_getaffinity(0))
+
+
+def pin_split(cpus: Sequence[int]) -> tuple[set[int], set[int]]:
+    """(server CPUs, benchmark CPUs) for ``--pin``: the first CPU and the rest."""
+    if len(cpus) < 2:
+        raise ValueError("pinning needs 2 or more CPUs")
+    return {cpus[0]}, set(cpus[1:])
 
 
 def _client_cpu() -> float:
@@ -166,6 +200,8 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
                 "cpu_ms_per_download": round((now.cpu_seconds - last["cpu"]) * 1000 / interval, 3)})
             last.update(downloads=done, cpu=now.cpu_seconds)
 
+    counters = _instruction_counters(pid) if args.instructions and pid else None
+    counted_before = [c() for c in counters] if counters else None
     profiled = server if server is not None and server.profile_to is not None else None
     if profiled is not None:
         profiled.profile_start()
@@ -179,6 +215,7 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
                         on_done=on_done if args.memory_checkpoints else None, **common)
         client_cpu = _client_cpu() - client_before
         after = procstat.sample(pid) if pid else None
+        counted_after = [c() for c in counters] if counters else None
     finally:
         floor_samples = watch.stop()
         if spy is not None:
@@ -188,10 +225,26 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
     record = summarize(config, load, server_before=before, server_after=after,
                        client_cpu_seconds=client_cpu, checkpoints=sorted(
                            checkpoints, key=lambda c: c["downloads"]))
+    if counters:
+        for counter in counters:
+            counter.close()
+    if counted_before and counted_after and record["ok"]:
+        user, kernel = (round((a - b) / record["ok"] / 1000)
+                        for a, b in zip(counted_after, counted_before))
+        record["server_kinstructions_per_download"] = {"user": user, "kernel": kernel}
     # The floor twice: sampled during the run (the machine as the server saw it, drift and
     # the load of the client included) and alone on the idle machine right after it.
-    record["crypto_floor_idle_ms"] = crypto_floor_ms(
-        floor_curve, data.profile_bytes, rounds=20 if floor_curve == "brainpool" else 100)
+    # Pinned, the idle floor is measured on the server's CPU (its speed is the one that
+    # counts, and a VM's CPUs can differ), the server waiting in epoll meanwhile.
+    pinned = config.get("pinned")
+    bench_cpus = os.sched_getaffinity(0)
+    if pinned:
+        os.sched_setaffinity(0, pinned["server"])
+    try:
+        record["crypto_floor_idle_ms"] = crypto_floor_ms(
+            floor_curve, data.profile_bytes, rounds=20 if floor_curve == "brainpool" else 100)
+    finally:
+        os.sched_setaffinity(0, bench_cpus)
     record["crypto_floor_samples"] = floor_samples
     record["crypto_floor_ms"] = (round(statistics.median(floor_samples), 3)
                                  if len(floor_samples) >= 3 else None)  # too short a run
@@ -200,6 +253,12 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
         print(report_collapsed(spy.out, cpu_ms=record["server_cpu_ms_per_download"],
                                downloads=record["ok"]), end="\n\n")
     return record
+
+
+def _instruction_counters(pid: int) -> list[Any]:
+    """User-space and kernel instruction counters on the server's main thread."""
+    from bench.engine import InstructionCounter
+    return [InstructionCounter(pid), InstructionCounter(pid, kernel=True)]
 
 
 def _open_store(url: str | None, data_dir: Path) -> Any:
@@ -228,13 +287,24 @@ def run_one(args: argparse.Namespace, data_dir: Path, *, curve: str, size: str,
               "profile_bytes": data.profile_bytes, "concurrency": concurrency,
               "count": args.count, "warmup": args.warmup, "euiccs": args.euiccs,
               "prefill": prefill, "server_args": server_args, "cpus": os.cpu_count()}
-    server = start_server(data_dir, *server_args, profile_to=profile_to)
+    own_cpus = _cpus()
+    server_cpus: set[int] | None = None
+    if args.pin:
+        server_cpus, bench_cpus = pin_split(own_cpus)
+        config["pinned"] = {"server": sorted(server_cpus), "benchmark": sorted(bench_cpus)}
+        os.sched_setaffinity(0, bench_cpus)  # the floor sampler started later inherits it
     try:
-        return _measure(server.url, data, args, concurrency, server.pid, config, server, spy_to)
+        server = start_server(data_dir, *server_args, profile_to=profile_to, cpus=server_cpus)
+        try:
+            return _measure(server.url, data, args, concurrency, server.pid, config, server,
+                            spy_to)
+        finally:
+            code = server.stop()
+            if code not in (0, None):
+                print(f"warning: the server exited with {code}:\n{server.log_tail()}",
+                      file=sys.stderr)
     finally:
-        code = server.stop()
-        if code not in (0, None):
-            print(f"warning: the server exited with {code}:\n{server.log_tail()}", file=sys.stderr)
+        os.sched_setaffinity(0, own_cpus)
 
 
 def _run_attached(args: argparse.Namespace) -> dict[str, Any]:

@@ -105,23 +105,29 @@ class EngineClient:
 
 
 class InstructionCounter:
-    """User-space instructions retired by this thread, from a Linux perf event counter."""
+    """Instructions retired by one thread, from a Linux perf event counter.
+
+    ``pid`` 0 is the calling thread; another pid is that process's main
+    thread (the benchmark's single-process server).  ``kernel`` counts what
+    the thread runs in the kernel (its system calls) instead of user space.
+    """
 
     _SYSCALL = {"x86_64": 298, "aarch64": 241}  # perf_event_open
-    _EXCLUDE_KERNEL_AND_HV = (1 << 5) | (1 << 6)
+    _EXCLUDE_USER, _EXCLUDE_KERNEL, _EXCLUDE_HV = 1 << 4, 1 << 5, 1 << 6
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int = 0, kernel: bool = False) -> None:
         number = self._SYSCALL.get(platform.machine())
         if number is None:
             raise OSError(f"perf_event_open: unknown system call number on {platform.machine()}")
+        flags = self._EXCLUDE_HV | (self._EXCLUDE_USER if kernel else self._EXCLUDE_KERNEL)
         # struct perf_event_attr, PERF_ATTR_SIZE_VER0 (64 bytes): type, size, config,
         # sample_period, sample_type, read_format, flags, then fields left zero
         attr = (ctypes.c_uint8 * 64)()
         ctypes.memmove(attr, (0).to_bytes(4, "little") + (64).to_bytes(4, "little")
                        + (1).to_bytes(8, "little") + bytes(24)  # HARDWARE, INSTRUCTIONS
-                       + self._EXCLUDE_KERNEL_AND_HV.to_bytes(8, "little"), 48)
+                       + flags.to_bytes(8, "little"), 48)
         libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.syscall(number, attr, 0, -1, -1, 0)  # this thread, any CPU
+        fd = libc.syscall(number, attr, pid, -1, -1, 0)  # that thread, any CPU
         if fd < 0:
             raise OSError(ctypes.get_errno(), "perf_event_open failed "
                           "(see /proc/sys/kernel/perf_event_paranoid)")
@@ -129,6 +135,9 @@ class InstructionCounter:
 
     def __call__(self) -> int:
         return int.from_bytes(os.read(self._fd, 8), "little")
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -10,7 +10,7 @@ process itself, kept apart because the client runs on the same machine.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from bench.load import ES9_FUNCTIONS, LoadResult
 from bench.procstat import ProcessSample
@@ -122,6 +122,15 @@ def _label(config: dict[str, Any]) -> str:
     return label
 
 
+def _pinning(config: Mapping[str, Any]) -> str:
+    """How the run placed server and benchmark on the CPUs (``--pin``)."""
+    pinned = config.get("pinned")
+    if not pinned:
+        return ", not pinned"
+    return (f", pinned: server on CPU {','.join(map(str, pinned['server']))}, benchmark on "
+            f"CPU {','.join(map(str, pinned['benchmark']))}")
+
+
 def format_tables(records: Sequence[dict[str, Any]]) -> str:
     """The summary table (one row per run), the latency table and the errors."""
     summary = _table(
@@ -150,8 +159,14 @@ def format_tables(records: Sequence[dict[str, Any]]) -> str:
             f"{r['config']['warmup']} warm-up, {r['config']['euiccs']} eUICC identities, "
             f"{r['wall_seconds']:.1f} s{' (stopped by --max-seconds)' if r['stopped_by_time'] else ''}; "
             f"server: {r['server_processes'] or '?'} process(es), {r['config']['cpus']} CPUs"
+            f"{_pinning(r['config'])}"
             for r in records]
     parts = ["\n".join(runs), summary]
+    counted = [f"{_label(r['config'])}: {r['server_kinstructions_per_download']['user']} k in "
+               f"user space, {r['server_kinstructions_per_download']['kernel']} k in the kernel"
+               for r in records if r.get("server_kinstructions_per_download")]
+    if counted:
+        parts.append("server instructions per download (main thread)\n" + "\n".join(counted))
     if latency_rows:
         parts.append(_table(["latency (ms)", "p50", "p95", "p99", "max"], latency_rows))
     errors = [f"{_label(r['config'])}: {count} x {reason}"

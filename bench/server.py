@@ -82,14 +82,15 @@ class ServerProcess:
 
 
 def start_server(data_dir: Path, *extra: str, profile_to: Path | None = None,
-                 timeout: float = 60.0) -> ServerProcess:
+                 timeout: float = 60.0, cpus: set[int] | None = None) -> ServerProcess:
     """Start the server on ``data_dir`` and wait until it serves.
 
     ``extra`` are further command-line options (``--workers 2``, ``--store
     URL``...).  With ``profile_to`` the server runs under
     :mod:`bench.profiled_server`: :meth:`ServerProcess.profile_start` and
     :meth:`ServerProcess.profile_stop` profile a window and write the
-    statistics there.
+    statistics there.  ``cpus`` confines the server (and the worker processes
+    it forks) to those CPUs.
     """
     log_path = Path(data_dir) / LOG_NAME
     if profile_to is None:
@@ -101,6 +102,9 @@ def start_server(data_dir: Path, *extra: str, profile_to: Path | None = None,
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "ab") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    if cpus is not None:
+        # set before the server has finished importing, long before it forks any worker
+        os.sched_setaffinity(process.pid, cpus)
     server = ServerProcess(process, "", log_path,
                            None if profile_to is None else Path(profile_to).resolve())
     deadline = time.monotonic() + timeout

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench import datadir, procstat
-from bench.download import main as bench_main
+from bench.download import main as bench_main, parse_args, pin_split
+from bench.engine import InstructionCounter
 from bench.floor import FloorWatch, crypto_floor_ms
 from bench.load import ES9_FUNCTIONS, error_reason, run_load
 from bench.profile_report import parse_collapsed, report_collapsed, report_pstats
@@ -242,6 +243,65 @@ def test_attached_run_and_failures_by_reason(tmp_path: Path) -> None:
         assert {o.error for o in refused.outcomes} == {"ES9+.AuthenticateClient: 8.2.6/3.8"}
     finally:
         server.stop()
+
+
+def test_pin_split_and_when_pinning_is_the_default() -> None:
+    assert pin_split([0, 1]) == ({0}, {1})
+    assert pin_split([2, 5, 7]) == ({2}, {5, 7})
+    with pytest.raises(ValueError):
+        pin_split([3])
+    several = len(os.sched_getaffinity(0)) >= 2
+    assert parse_args([]).pin is several
+    assert parse_args(["--server-arg=--workers", "--server-arg=2"]).pin is False
+    assert parse_args(["--server-arg=--workers=2"]).pin is False
+    assert parse_args(["--no-pin"]).pin is False
+    attached = ["--url", "http://127.0.0.1:1", "--data-dir", "d"]
+    assert parse_args(attached).pin is False
+    with pytest.raises(SystemExit):
+        parse_args([*attached, "--pin"])
+
+
+def _perf_events() -> bool:
+    try:
+        InstructionCounter().close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs 2 CPUs")
+@pytest.mark.skipif(not _perf_events(), reason="no perf events on this machine")
+def test_pinned_run_counts_the_servers_instructions(tmp_path: Path, shared_testdata: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--pin puts the server on the first CPU and the benchmark on the others, and puts the
+    benchmark back where it was; --instructions counts the server's main thread."""
+    cpus = os.sched_getaffinity(0)
+    out = tmp_path / "r.json"
+    assert bench_main(["-n", "4", "-c", "2", "--warmup", "1", "--euiccs", "2", "--pin",
+                       "--instructions", "--testdata", str(shared_testdata),
+                       "--json", str(out)]) == 0
+    assert os.sched_getaffinity(0) == cpus
+    [record] = json.loads(out.read_text())
+    first, *rest = sorted(cpus)
+    assert record["config"]["pinned"] == {"server": [first], "benchmark": rest}
+    counted = record["server_kinstructions_per_download"]
+    # 3 signatures and 4 verifications alone are millions of instructions
+    assert 1_000 < counted["user"] < 100_000 and counted["kernel"] >= 0
+    printed = capsys.readouterr().out
+    assert f"pinned: server on CPU {first}" in printed
+    assert "k in user space" in printed
+
+
+def test_instruction_counter_counts_this_threads_work() -> None:
+    if not _perf_events():
+        pytest.skip("no perf events on this machine")
+    counter = InstructionCounter()
+    try:
+        start = counter()
+        sum(range(200_000))
+        assert counter() - start > 200_000
+    finally:
+        counter.close()
 
 
 def test_time_limit_stops_starting_downloads() -> None:
