@@ -94,6 +94,7 @@ class Session:
     def from_record(cls, record: dict[str, Any]) -> "Session":
         """Inverse of :meth:`to_record`; ValueError for an unknown state."""
         data = dict(record)
+        data["result"] = dict(data.get("result") or {})  # the caller's own, as in to_record
         try:  # a dict lookup by the stored str is cheaper than the Enum call
             data["state"] = _STATES[data["state"]]
         except (KeyError, TypeError):

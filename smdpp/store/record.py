@@ -39,12 +39,18 @@ class RecordCodec:
 
     def dumps(self, session: Session) -> bytes:
         """The stored form of ``session``."""
-        record = session.to_record()
-        context = session.transaction_id.encode()
+        return self.dumps_record(session.transaction_id, session.to_record())
+
+    def dumps_record(self, transaction_id: str, record: dict[str, Any]) -> bytes:
+        """The stored form of a session's :meth:`~Session.to_record` (left unchanged)."""
+        context = transaction_id.encode()
+        sealed = record
         for name in Session.SECRET_FIELDS:
             if record.get(name) is not None:
-                record[name] = self._sealer.seal(record[name], context)
-        return pickle.dumps(record, protocol=PICKLE_PROTOCOL)
+                if sealed is record:
+                    sealed = dict(record)
+                sealed[name] = self._sealer.seal(record[name], context)
+        return pickle.dumps(sealed, protocol=PICKLE_PROTOCOL)
 
     def loads(self, transaction_id: str, data: bytes) -> Session:
         """Inverse of :meth:`dumps`.

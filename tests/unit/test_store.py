@@ -225,6 +225,89 @@ def test_shelve_is_shared_by_two_connections(tmp_path: Path) -> None:
     second.close()
 
 
+def _statements(store: ShelveStore) -> list[str]:
+    """The SQL statements the store's connection runs from now on."""
+    seen: list[str] = []
+    store._db.set_trace_callback(seen.append)  # noqa: SLF001 - observing the connection
+    return seen
+
+
+def test_shelve_answers_its_own_last_write_without_reading_the_file(tmp_path: Path) -> None:
+    store = ShelveStore(tmp_path)
+    session = _initiated("0B")
+    assert store.put_if(session, None)
+    seen = _statements(store)
+    loaded = store.get("0B")
+    assert loaded == session and seen == ["PRAGMA data_version"]
+    loaded.state = SessionState.DONE  # the caller's copy: what is kept does not change
+    loaded.result["x"] = 1
+    again = store.get("0B")
+    assert again == session and again.result == {}
+    store.close()
+
+
+def test_shelve_reads_the_file_once_another_process_has_written(tmp_path: Path) -> None:
+    """A session moved on by another worker is read from the file, whatever this one kept."""
+    mine, other = ShelveStore(tmp_path), ShelveStore(tmp_path)
+    session = _initiated("0C")
+    assert mine.put_if(session, None)
+    assert mine.get("0C").state is SessionState.INITIATED  # kept, and current
+    moved = other.get("0C")
+    moved.state = SessionState.AUTHENTICATED
+    assert other.put_if(moved, SessionState.INITIATED)
+    seen = _statements(mine)
+    assert mine.get("0C").state is SessionState.AUTHENTICATED
+    assert any(s.startswith("SELECT record") for s in seen)
+    # and the compare-and-set of the stale copy fails, as it must
+    assert mine.put_if(session, SessionState.INITIATED) is False
+    other.delete("0C")
+    assert mine.get("0C") is None
+    mine.close()
+    other.close()
+
+
+def test_shelve_forgets_what_failed_expired_or_was_deleted(tmp_path: Path) -> None:
+    store = ShelveStore(tmp_path)
+    now = time.time()
+    for tid, expires in (("01", now - 1), ("02", now + 600), ("03", now + 600)):
+        session = _initiated(tid)
+        session.expires = expires
+        assert store.put_if(session, None)
+    assert store.expire(now) == 1
+    store.delete("02")
+    late = _initiated("03")
+    late.state = SessionState.AUTHENTICATED
+    assert store.put_if(late, SessionState.AUTHENTICATED) is False  # stored is INITIATED
+    seen = _statements(store)
+    assert store.get("01") is None and store.get("02") is None
+    assert store.get("03").state is SessionState.INITIATED
+    assert sum(s.startswith("SELECT record") for s in seen) == 3
+    store.close()
+
+
+def test_shelve_keeps_a_bounded_number_of_records(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from smdpp.store import shelf
+    monkeypatch.setattr(shelf, "MAX_RECENT", 3)
+    store = ShelveStore(tmp_path)
+    for n in range(5):
+        assert store.put_if(_initiated(f"{n:02X}"), None)
+    assert list(store._recent) == ["02", "03", "04"]  # noqa: SLF001 - the bound itself
+    seen = _statements(store)
+    assert store.get("00") is not None and store.get("04") is not None
+    assert sum(s.startswith("SELECT record") for s in seen) == 1  # only the evicted one
+    store.close()
+
+
+def test_shelve_never_writes_the_kept_secret_in_clear(tmp_path: Path) -> None:
+    store = ShelveStore(tmp_path)
+    session = _session(expires=time.time() + 600)
+    store.put(session)
+    assert store.get(session.transaction_id).smdp_ot_key == SECRET  # kept in memory
+    store.close()
+    assert SECRET not in _disk_bytes(tmp_path)
+
+
 def test_shelve_expire_uses_the_expires_index(tmp_path: Path) -> None:
     store = ShelveStore(tmp_path)
     plan = " ".join(row[-1] for row in store._db.execute(  # noqa: SLF001 - the query plan
