@@ -124,8 +124,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, metavar="FILE", help="write the records as JSON to FILE")
     p.add_argument("--instructions", action="store_true",
                    help="also count the instructions the server's main thread retires per "
-                        "download, in user space and in the kernel (Linux perf events): "
-                        "steady where CPU time drifts with the machine, for comparing changes")
+                        "download, in user space and in the kernel, and its user-space cycles "
+                        "(Linux perf events): instructions stay steady where CPU time drifts "
+                        "with the machine, for comparing changes")
     p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None,
                    help="server on CPU 0, the benchmark on the other CPUs (default: on with "
                         "2 or more CPUs, unless --workers is among the server options or "
@@ -229,9 +230,10 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
         for counter in counters:
             counter.close()
     if counted_before and counted_after and record["ok"]:
-        user, kernel = (round((a - b) / record["ok"] / 1000)
-                        for a, b in zip(counted_after, counted_before))
+        user, kernel, cycles = (round((a - b) / record["ok"] / 1000)
+                                for a, b in zip(counted_after, counted_before))
         record["server_kinstructions_per_download"] = {"user": user, "kernel": kernel}
+        record["server_kcycles_per_download"] = {"user": cycles}
     # The floor twice: sampled during the run (the machine as the server saw it, drift and
     # the load of the client included) and alone on the idle machine right after it.
     # Pinned, the idle floor is measured on the server's CPU (its speed is the one that
@@ -256,9 +258,11 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
 
 
 def _instruction_counters(pid: int) -> list[Any]:
-    """User-space and kernel instruction counters on the server's main thread."""
+    """Counters on the server's main thread: instructions in user space and in the kernel,
+    and user-space cycles (instructions per cycle show how the machine's drift hits it)."""
     from bench.engine import InstructionCounter
-    return [InstructionCounter(pid), InstructionCounter(pid, kernel=True)]
+    return [InstructionCounter(pid), InstructionCounter(pid, kernel=True),
+            InstructionCounter(pid, cycles=True)]
 
 
 def _open_store(url: str | None, data_dir: Path) -> Any:

@@ -105,26 +105,29 @@ class EngineClient:
 
 
 class InstructionCounter:
-    """Instructions retired by one thread, from a Linux perf event counter.
+    """Instructions (or CPU cycles) retired by one thread, from a Linux perf event counter.
 
     ``pid`` 0 is the calling thread; another pid is that process's main
     thread (the benchmark's single-process server).  ``kernel`` counts what
-    the thread runs in the kernel (its system calls) instead of user space.
+    the thread runs in the kernel (its system calls) instead of user space;
+    ``cycles`` counts CPU cycles instead of instructions.
     """
 
     _SYSCALL = {"x86_64": 298, "aarch64": 241}  # perf_event_open
     _EXCLUDE_USER, _EXCLUDE_KERNEL, _EXCLUDE_HV = 1 << 4, 1 << 5, 1 << 6
+    _CPU_CYCLES, _INSTRUCTIONS = 0, 1  # PERF_TYPE_HARDWARE events
 
-    def __init__(self, pid: int = 0, kernel: bool = False) -> None:
+    def __init__(self, pid: int = 0, kernel: bool = False, cycles: bool = False) -> None:
         number = self._SYSCALL.get(platform.machine())
         if number is None:
             raise OSError(f"perf_event_open: unknown system call number on {platform.machine()}")
         flags = self._EXCLUDE_HV | (self._EXCLUDE_USER if kernel else self._EXCLUDE_KERNEL)
+        event = self._CPU_CYCLES if cycles else self._INSTRUCTIONS
         # struct perf_event_attr, PERF_ATTR_SIZE_VER0 (64 bytes): type, size, config,
         # sample_period, sample_type, read_format, flags, then fields left zero
         attr = (ctypes.c_uint8 * 64)()
         ctypes.memmove(attr, (0).to_bytes(4, "little") + (64).to_bytes(4, "little")
-                       + (1).to_bytes(8, "little") + bytes(24)  # HARDWARE, INSTRUCTIONS
+                       + event.to_bytes(8, "little") + bytes(24)
                        + flags.to_bytes(8, "little"), 48)
         libc = ctypes.CDLL(None, use_errno=True)
         fd = libc.syscall(number, attr, pid, -1, -1, 0)  # that thread, any CPU

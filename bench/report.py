@@ -131,6 +131,18 @@ def _pinning(config: Mapping[str, Any]) -> str:
             f"CPU {','.join(map(str, pinned['benchmark']))}")
 
 
+def _counted(record: Mapping[str, Any]) -> str:
+    """A run's instruction (and cycle) counts per download, as one line."""
+    instructions = record["server_kinstructions_per_download"]
+    line = (f"{_label(record['config'])}: {instructions['user']} k in user space, "
+            f"{instructions['kernel']} k in the kernel")
+    cycles = (record.get("server_kcycles_per_download") or {}).get("user")
+    if cycles:
+        line += (f"; {cycles} k user-space cycles "
+                 f"({instructions['user'] / cycles:.2f} instructions per cycle)")
+    return line
+
+
 def format_tables(records: Sequence[dict[str, Any]]) -> str:
     """The summary table (one row per run), the latency table and the errors."""
     summary = _table(
@@ -162,9 +174,7 @@ def format_tables(records: Sequence[dict[str, Any]]) -> str:
             f"{_pinning(r['config'])}"
             for r in records]
     parts = ["\n".join(runs), summary]
-    counted = [f"{_label(r['config'])}: {r['server_kinstructions_per_download']['user']} k in "
-               f"user space, {r['server_kinstructions_per_download']['kernel']} k in the kernel"
-               for r in records if r.get("server_kinstructions_per_download")]
+    counted = [_counted(r) for r in records if r.get("server_kinstructions_per_download")]
     if counted:
         parts.append("server instructions per download (main thread)\n" + "\n".join(counted))
     if latency_rows:
