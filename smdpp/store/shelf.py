@@ -27,8 +27,9 @@ recent sessions (:data:`MAX_RECENT`) and answers :meth:`ShelveStore.get`
 from it as long as ``PRAGMA data_version`` says no other connection has
 committed since: a cheaper statement than the SELECT, and no unpickling or
 unsealing.  Any commit by another process empties it, so a read never sees
-less than the file holds.  What it keeps in memory is what the engine held
-anyway; nothing more reaches the disk.
+less than the file holds.  Those records stay in this process's memory as
+the engine had them, a session's one-time key (otSK.DP.ECKA) included until
+the session finishes or drops out; nothing more reaches the disk.
 """
 from __future__ import annotations
 
