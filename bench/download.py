@@ -218,6 +218,8 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
         after = procstat.sample(pid) if pid else None
         counted_after = [c() for c in counters] if counters else None
     finally:
+        for counter in counters or ():
+            counter.close()
         floor_samples = watch.stop()
         if spy is not None:
             spy.stop()
@@ -226,9 +228,6 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
     record = summarize(config, load, server_before=before, server_after=after,
                        client_cpu_seconds=client_cpu, checkpoints=sorted(
                            checkpoints, key=lambda c: c["downloads"]))
-    if counters:
-        for counter in counters:
-            counter.close()
     if counted_before and counted_after and record["ok"]:
         user, kernel, cycles = (round((a - b) / record["ok"] / 1000)
                                 for a, b in zip(counted_after, counted_before))
