@@ -47,6 +47,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from bench import datadir, procstat
 from bench.floor import FloorWatch, crypto_floor_ms
 from bench.load import run_load
+from bench.perf import PerfCounter
 from bench.report import format_checkpoints, format_tables, summarize
 from bench.profile_report import report_collapsed
 from bench.server import PySpy, ServerProcess, start_server
@@ -259,9 +260,7 @@ def _measure(url: str, data: datadir.BenchData, args: argparse.Namespace, concur
 def _instruction_counters(pid: int) -> list[Any]:
     """Counters on the server's main thread: instructions in user space and in the kernel,
     and user-space cycles (instructions per cycle show how the machine's drift hits it)."""
-    from bench.engine import InstructionCounter
-    return [InstructionCounter(pid), InstructionCounter(pid, kernel=True),
-            InstructionCounter(pid, cycles=True)]
+    return [PerfCounter(pid), PerfCounter(pid, kernel=True), PerfCounter(pid, cycles=True)]
 
 
 def _open_store(url: str | None, data_dir: Path) -> Any:

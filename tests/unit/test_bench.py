@@ -12,7 +12,7 @@ import pytest
 
 from bench import datadir, procstat
 from bench.download import main as bench_main, parse_args, pin_split
-from bench.engine import InstructionCounter
+from bench.perf import PerfCounter
 from bench.floor import FloorWatch, crypto_floor_ms
 from bench.load import ES9_FUNCTIONS, error_reason, run_load
 from bench.profile_report import parse_collapsed, report_collapsed, report_pstats
@@ -263,7 +263,7 @@ def test_pin_split_and_when_pinning_is_the_default() -> None:
 
 def _perf_events() -> bool:
     try:
-        InstructionCounter().close()
+        PerfCounter().close()
     except OSError:
         return False
     return True
@@ -298,7 +298,7 @@ def test_counter_counts_this_threads_work(cycles: bool, at_least: int) -> None:
     """200,000 additions retire more than 200,000 instructions, and take cycles."""
     if not _perf_events():
         pytest.skip("no perf events on this machine")
-    counter = InstructionCounter(cycles=cycles)
+    counter = PerfCounter(cycles=cycles)
     try:
         start = counter()
         sum(range(200_000))
