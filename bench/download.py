@@ -263,12 +263,11 @@ def _instruction_counters(pid: int) -> list[Any]:
     return [PerfCounter(pid), PerfCounter(pid, kernel=True), PerfCounter(pid, cycles=True)]
 
 
-def _open_store(url: str | None, data_dir: Path) -> Any:
-    if url is None:
-        from smdpp.store import ShelveStore
-        return ShelveStore(data_dir)
-    from smdpp.store import open_store  # the --store URL of the server
-    return open_store(url, data_dir)
+def _open_store(server_args: list[str], data_dir: Path) -> Any:
+    """The session store the server will open with ``server_args`` (its default or --store)."""
+    from smdpp.cli import parse_args
+    from smdpp.store import open_store
+    return open_store(parse_args(["--data-dir", str(data_dir), *server_args]).store, data_dir)
 
 
 def run_one(args: argparse.Namespace, data_dir: Path, *, curve: str, size: str,
@@ -277,14 +276,14 @@ def run_one(args: argparse.Namespace, data_dir: Path, *, curve: str, size: str,
     """Prepare ``data_dir``, start a server on it, measure, stop it; the run's record."""
     data = datadir.prepare(data_dir, curve=curve, size=size, euiccs=args.euiccs,
                            testdata=args.testdata)
+    server_args = [*(["--store", args.store] if args.store else []), *args.server_arg]
     if prefill:
-        store = _open_store(args.store, data_dir)
+        store = _open_store(server_args, data_dir)
         try:
             datadir.prefill_sessions(store, prefill, matching_id=data.matching_id,
                                      ci_cert_der=(data_dir / "euicc" / "ci_cert.der").read_bytes())
         finally:
             store.close()
-    server_args = [*(["--store", args.store] if args.store else []), *args.server_arg]
     config = {"curve": curve, "size": size, "profile": data.profile_source,
               "profile_bytes": data.profile_bytes, "concurrency": concurrency,
               "count": args.count, "warmup": args.warmup, "euiccs": args.euiccs,

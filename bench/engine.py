@@ -114,19 +114,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--euiccs", type=int, default=8, help="eUICC identities, used in turn")
     p.add_argument("--curve", choices=("nist", "brainpool"), default="nist")
     p.add_argument("--size", choices=tuple(datadir.PROFILE_SIZES), default="12k")
-    p.add_argument("--store", default="shelve:",
-                   help="session store URL as the server's --store: shelve: (default) or memory:")
+    p.add_argument("--store", default="journal:",
+                   help="session store URL as the server's --store: journal: (default, as the "
+                        "server's with one process), shelve: or memory:")
     p.add_argument("--log", choices=("null", "off", "stderr"), default="null",
                    help="engine logging: INFO formatted and dropped (default), off, or to stderr")
     p.add_argument("--instructions", action="store_true",
                    help="count user-space instructions (thousands per download) instead of CPU "
                         "time: steady when the machine's speed drifts")
+    p.add_argument("--cycles", action="store_true",
+                   help="count user-space CPU cycles (thousands per download) instead of CPU "
+                        "time: leaves out the kernel and other threads, not the machine's drift")
     p.add_argument("--profile", type=Path, metavar="FILE",
                    help="cProfile the measured engine calls only; statistics to FILE")
     p.add_argument("--data-dir", type=Path, help="a new or empty folder to keep (default: temporary)")
     p.add_argument("--testdata", type=Path, default=datadir.DEFAULT_TESTDATA)
     p.add_argument("--json", type=Path, metavar="FILE", help="write the figures as JSON to FILE")
     args = p.parse_args(argv)
+    if args.instructions and args.cycles:
+        p.error("--instructions and --cycles count different things: pick one")
     if args.count < 1 or args.warmup < 0 or args.euiccs < 1:
         p.error("-n and --euiccs must be >= 1, --warmup >= 0")
     return args
@@ -161,7 +167,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     _logging(args.log)
     engine = _build_engine(data_dir, args.store)
     profiler = cProfile.Profile() if args.profile else None
-    clock: Callable[[], int] = PerfCounter() if args.instructions else time.process_time_ns
+    clock: Callable[[], int] = (PerfCounter(cycles=args.cycles) if args.instructions or args.cycles
+                                else time.process_time_ns)
     client = EngineClient(engine, profiler, clock)
     try:
         for number in range(args.warmup + args.count):
@@ -179,8 +186,12 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     per_method = {name: statistics.fmean(v) / 1000 for name, v in client.counts.items() if v}
     medians = {name: statistics.median(v) / 1000 for name, v in client.counts.items() if v}
     return {"curve": args.curve, "size": args.size, "profile": data.profile_source,
-            "store": args.store, "unit": "kinstr" if args.instructions else "µs", "downloads": args.count, "euiccs": args.euiccs,
+            "store": args.store, "unit": _unit(args), "downloads": args.count, "euiccs": args.euiccs,
             "mean": per_method, "median": medians, "total": sum(per_method.values())}
+
+
+def _unit(args: argparse.Namespace) -> str:
+    return "kcycles" if args.cycles else "kinstr" if args.instructions else "µs"
 
 
 def format_figures(record: Mapping[str, Any]) -> str:

@@ -16,10 +16,11 @@ machine does not count), the store calls one profile download makes
     writes.
 
 Each figure is the median over ``--rounds`` rounds of ``--ops`` operations,
-in microseconds per operation.  The shelve store runs on a fresh temporary
-folder, optionally prefilled with ``--prefill`` finished sessions (as a server
-that has been up for a while holds).  The memory store is measured for
-comparison.  ``--baseline OLD/shelf.py`` adds the ShelveStore of another version
+in microseconds per operation.  The journal store (the default of one
+server process) and the sqlite shelve (the default with ``--workers``) each
+run on a fresh temporary folder, optionally prefilled with ``--prefill``
+finished sessions (as a server that has been up for a while holds).  The
+memory store is measured for comparison.  ``--baseline OLD/shelf.py`` adds the ShelveStore of another version
 of ``smdpp/store/shelf.py`` (with this tree's codec), measured in the same
 process, round by round in turn with the current one: the speed of a shared
 machine drifts over minutes, so runs an hour (or a minute) apart do not compare.
@@ -36,12 +37,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from smdpp.rsp.session import Session, SessionState
-from smdpp.store import MemoryStore, ShelveStore
+from smdpp.store import JournalStore, MemoryStore, ShelveStore
 from smdpp.store.base import SessionStore
 
 __all__ = ["main", "measure", "parse_args"]
 
 OPS = ("get", "put_if", "insert", "lifecycle")
+STORES = ("journal", "shelve", "memory")
 SECRET = bytes(range(121))  # the size of a PKCS#8 P-256 private key
 
 
@@ -120,7 +122,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=7, help="rounds; the median is shown (7)")
     parser.add_argument("--prefill", type=int, default=0,
                         help="finished sessions written before timing (0)")
-    parser.add_argument("--store", choices=("shelve", "memory", "both"), default="both")
+    parser.add_argument("--store", choices=(*STORES, "all"), default="all")
     parser.add_argument("--only", choices=OPS, action="append",
                         help="measure only this operation (repeatable)")
     parser.add_argument("--baseline", type=Path, metavar="SHELF_PY",
@@ -143,9 +145,11 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     makers: dict[str, Callable[[Path], SessionStore]] = {}
     if args.baseline is not None:
         makers["baseline"] = _baseline_class(args.baseline)
-    if args.store in ("shelve", "both"):
+    if args.store in ("journal", "all"):
+        makers["journal"] = JournalStore
+    if args.store in ("shelve", "all"):
         makers["shelve"] = ShelveStore
-    if args.store in ("memory", "both"):
+    if args.store in ("memory", "all"):
         makers["memory"] = lambda folder: MemoryStore()
     ops = args.only or OPS
     samples = {kind: {op: [] for op in ops} for kind in makers}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from smdpp import logs
 from smdpp.rsp.engine import EngineConfig, RspEngine
+from smdpp.store import default_url
 
 if TYPE_CHECKING:  # loaded at run time only by the functions that need them
     from smdpp.pki.store import CertificateStore
@@ -54,8 +55,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="keep sessions in memory only (no session file); same as "
                              "--store memory:")
     parser.add_argument("--store", metavar="URL",
-                        help="session store: shelve: (default, a file in the data folder), "
-                             "memory:, redis://HOST:PORT/DB or postgresql://USER@HOST/DB")
+                        help="session store: journal: (default for one process: in memory, "
+                             "changes journalled in the data folder), shelve: (default with "
+                             "--workers: sqlite in the data folder, shared by the processes "
+                             "of one host), memory:, redis://HOST:PORT/DB or "
+                             "postgresql://USER@HOST/DB")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="server processes sharing the port (SO_REUSEPORT) and the "
                              "session store (default: %(default)s)")
@@ -69,10 +73,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.in_memory and args.store not in (None, "memory:"):
         parser.error(f"--in-memory contradicts --store {args.store}")
-    if args.store is None:
-        args.store = "memory:" if args.in_memory else "shelve:"
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.store is None:
+        args.store = "memory:" if args.in_memory else default_url(args.workers)
     return args
 
 

@@ -4,7 +4,11 @@
 atomic compare-and-set on the session state), delete and expire.
 :func:`open_store` picks the backend from the ``--store`` URL:
 
-``shelve:`` (default)
+``journal:`` (default for one process)
+    :class:`~smdpp.store.journal.JournalStore`, sessions in memory and every
+    change appended to ``smdpp-data/sessions/``: survives a restart, one
+    process per data folder (the cheapest durable store).
+``shelve:`` (default with ``--workers``)
     :class:`ShelveStore`, a shelve-like sqlite file in ``smdpp-data``: survives a
     restart, shared safely by the processes of one host.
 ``memory:``
@@ -24,15 +28,16 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from smdpp.store.base import SessionStore
+from smdpp.store.journal import JournalStore, StoreInUseError
 from smdpp.store.memory import MemoryStore
 from smdpp.store.record import RecordCodec
-from smdpp.store.sealer import Sealer
-from smdpp.store.shelf import KEY_FILE_NAME, ShelveStore
+from smdpp.store.sealer import KEY_FILE_NAME, Sealer
+from smdpp.store.shelf import ShelveStore
 
-__all__ = ["SessionStore", "MemoryStore", "ShelveStore", "open_store", "is_shared",
-           "redact_url"]
+__all__ = ["SessionStore", "JournalStore", "MemoryStore", "ShelveStore", "StoreInUseError",
+           "default_url", "open_store", "is_shared", "redact_url"]
 
-DEFAULT_URL = "shelve:"
+_ONE_PROCESS = ("memory", "journal")
 _REDIS_SCHEMES = ("redis", "rediss")
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -40,14 +45,19 @@ _POSTGRES_SCHEMES = ("postgresql", "postgres")
 def _scheme(url: str) -> str:
     scheme, sep, _ = url.partition(":")
     if not sep:
-        raise ValueError(f"session store {url!r} is not a URL (shelve:, memory:, "
+        raise ValueError(f"session store {url!r} is not a URL (journal:, shelve:, memory:, "
                          "redis://host:port/db or postgresql://user@host/db)")
     return scheme.lower()
 
 
+def default_url(workers: int = 1) -> str:
+    """The store used without ``--store``: the journal for one process, else the sqlite shelve."""
+    return "journal:" if workers <= 1 else "shelve:"
+
+
 def is_shared(url: str) -> bool:
     """True if several processes can use the store at ``url`` together."""
-    return _scheme(url) != "memory"
+    return _scheme(url) not in _ONE_PROCESS
 
 
 def redact_url(url: str) -> str:
@@ -76,13 +86,16 @@ def open_store(url: str, data_dir: Path) -> SessionStore:
     """The session store named by ``url`` (see the module docstring).
 
     ValueError for an unknown scheme, a missing client package or a server
-    that cannot be reached.
+    that cannot be reached (:class:`StoreInUseError`: a journal folder held by
+    another process).
     """
     scheme = _scheme(url)
     rest = url.partition(":")[2]
-    if scheme in ("shelve", "memory"):
+    if scheme in ("journal", "shelve", "memory"):
         if rest:
             raise ValueError(f"session store {scheme}: takes no argument, got {url!r}")
+        if scheme == "journal":
+            return JournalStore(data_dir)
         return ShelveStore(data_dir) if scheme == "shelve" else MemoryStore()
     if scheme in _REDIS_SCHEMES:
         from smdpp.store.redis_store import RedisStore
@@ -90,5 +103,5 @@ def open_store(url: str, data_dir: Path) -> SessionStore:
     if scheme in _POSTGRES_SCHEMES:
         from smdpp.store.postgres_store import PostgresStore
         return PostgresStore(url, _codec(data_dir))
-    raise ValueError(f"unknown session store {redact_url(url)!r}: use shelve:, memory:, "
+    raise ValueError(f"unknown session store {redact_url(url)!r}: use journal:, shelve:, memory:, "
                      "redis://host:port/db or postgresql://user@host/db")

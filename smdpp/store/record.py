@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 PICKLE_PROTOCOL = 5
 
 
+def keep_recent(records: dict[str, Any], key: str, value: Any, limit: int) -> None:
+    """Put ``value`` last in ``records``; past ``limit`` entries the least recent goes."""
+    records.pop(key, None)  # re-inserted last: dicts keep insertion order
+    if len(records) >= limit:
+        del records[next(iter(records))]
+    records[key] = value
+
+
 class _BuiltinsOnly(pickle.Unpickler):
     """An unpickler for plain data: any class or function reference is refused."""
 

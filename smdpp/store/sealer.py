@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+KEY_FILE_NAME = "session-store.key"  # in the data folder
 _NONCE_LEN = 12
 _KEY_LEN = 32
 

@@ -1,10 +1,12 @@
-"""The default session store: a shelve-like sqlite file in ``smdpp-data``.
+"""The store several processes of one host share: a shelve-like sqlite file in ``smdpp-data``.
 
-Sessions survive a restart, and several server processes on one host
-(``--workers``, or separate ``osmo-smdpp.py`` runs on one data folder) can share
-it safely.  Like a python ``shelve``, each session is one pickled value under
-its key (see :mod:`smdpp.store.record`: plain dicts, secrets sealed), but the
-file is a small sqlite table rather than a ``shelve.Shelf``, because the store
+The default with ``--workers`` (one process alone uses the cheaper
+:mod:`smdpp.store.journal`).  Sessions survive a restart, and several server
+processes on one host (``--workers``, or separate ``osmo-smdpp.py --store
+shelve:`` runs on one data folder) can share it safely.  Like a python
+``shelve``, each session is one pickled value under its key (see
+:mod:`smdpp.store.record`: plain dicts, secrets sealed), but the file is a
+small sqlite table rather than a ``shelve.Shelf``, because the store
 needs what a key/value mapping cannot give:
 
 - the session's ``state`` and ``expires`` as indexed columns, so that
@@ -39,11 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from smdpp.rsp.session import Session, SessionState
-from smdpp.store.record import RecordCodec
-from smdpp.store.sealer import Sealer
+from smdpp.store.record import RecordCodec, keep_recent
+from smdpp.store.sealer import KEY_FILE_NAME, Sealer
 
 FILE_NAME = "sessions.sqlite"
-KEY_FILE_NAME = "session-store.key"
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's transaction
 MAX_RECENT = 1024  # sessions whose last written record is kept for the next get
 
@@ -147,11 +148,7 @@ class ShelveStore:
 
     def _remember(self, transaction_id: str, record: dict[str, Any]) -> None:
         """Keep the record just committed; the least recently written goes first."""
-        recent = self._recent
-        recent.pop(transaction_id, None)  # re-inserted last: dicts keep insertion order
-        if len(recent) >= MAX_RECENT:
-            del recent[next(iter(recent))]
-        recent[transaction_id] = record
+        keep_recent(self._recent, transaction_id, record, MAX_RECENT)
 
     def _read_data_version(self) -> int:
         return self._db.execute("PRAGMA data_version").fetchone()[0]

@@ -15,7 +15,7 @@ from smdpp.pki.ecdsa import verify_plain
 from smdpp.asn1 import rsp
 from smdpp.asn1.tlv import parse_single
 
-from .conftest import RunningServer, with_upps
+from .conftest import REPO, RunningServer, with_upps
 from .flow import ADDRESS, Flow, assert_ok
 
 LPA = [sys.executable, "-c", "import sys; from smdpp.euicc.cli import main; sys.exit(main())"]
@@ -65,8 +65,13 @@ def test_ts48_profiles_download_byte_exact(server_factory, shared_testdata: Path
                                    "8949449999999990148"}
 
 
-def test_download_survives_a_restart_between_authenticate_and_bpp(server_factory,
-                                                                  tmp_path: Path) -> None:
+@pytest.mark.parametrize("end", ["stop", "kill"])
+def test_download_survives_a_restart_between_calls(server_factory, tmp_path: Path,
+                                                   end: str) -> None:
+    """stop: SIGTERM between authenticateClient and getBoundProfilePackage.  kill: SIGKILL
+    (no shutdown, no close) after getBoundProfilePackage; the journal, the default store,
+    kept the session with its one-time key, so the retried getBoundProfilePackage that
+    SGP.22 allows and the notification both work on the next server."""
     data_dir = tmp_path / "restart-data"
     first: RunningServer = server_factory(data_dir)
     card = SoftEuicc.from_identity_dir(data_dir / "euicc")
@@ -74,7 +79,12 @@ def test_download_survives_a_restart_between_authenticate_and_bpp(server_factory
         flow = Flow(client, card)
         assert_ok(flow.initiate())
         assert_ok(flow.authenticate())
+        if end == "kill":
+            assert_ok(flow.get_bpp())
+            first.process.kill()
+            first.process.wait()
     first.stop()
+    assert list((data_dir / "sessions").glob("*.journal"))
     second: RunningServer = server_factory(data_dir)
     with Es9Client(second.url) as client:
         flow.client = client
@@ -84,6 +94,20 @@ def test_download_survives_a_restart_between_authenticate_and_bpp(server_factory
         assert reply.http_status == 204, reply.describe()
     assert card.installed["89000123456789012341"] == \
         (data_dir / "upp" / "SMDPP-TEST-1.der").read_bytes()
+
+
+def test_a_second_server_on_the_same_data_folder_is_refused(server_factory,
+                                                           tmp_path: Path) -> None:
+    """The journal belongs to one process: a second one stops at start, naming the first."""
+    data_dir = tmp_path / "busy-data"
+    first: RunningServer = server_factory(data_dir)
+    run = subprocess.run([sys.executable, str(REPO / "osmo-smdpp.py"), "-H", "127.0.0.1",
+                          "-p", "0", "--data-dir", str(data_dir)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"in use by another smdpp process (pid {first.process.pid})" in run.stdout + run.stderr
+    with Es9Client(first.url) as client:  # the first one serves on, unharmed
+        assert_ok(Flow(client, SoftEuicc.from_identity_dir(data_dir / "euicc")).initiate())
 
 
 def test_in_memory_server_loses_sessions_on_restart(server_factory, tmp_path: Path) -> None:

@@ -299,7 +299,8 @@ def test_shared_store_put_if_and_expiry(backend: str, request: pytest.FixtureReq
         assert store.put_if(session, SessionState.INITIATED) is True
         assert other.put_if(session, SessionState.INITIATED) is False  # the replay loses
         assert other.get(tid) == session
-        old = Session(transaction_id=tid[:-2] + "00", state=SessionState.DONE,
+        old_tid = f"{int(tid, 16) ^ 1:032X}"  # another session (tid[:-2] + "00" was tid 1 in 256)
+        old = Session(transaction_id=old_tid, state=SessionState.DONE,
                       created=now - 700, expires=now - 100, smdp_address="smdp.example",
                       euicc_challenge=b"", server_challenge=b"", ci_pkid=b"\x03" * 20)
         store.put(old)

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from smdpp.rsp.session import Session, SessionState
-from smdpp.store import MemoryStore, ShelveStore, is_shared, open_store, redact_url
+from smdpp.store import (JournalStore, MemoryStore, ShelveStore, SessionStore, default_url,
+                         is_shared, open_store, redact_url)
 from smdpp.store.record import RecordCodec
 from smdpp.store.sealer import Sealer
 
@@ -29,6 +30,14 @@ def _session(tid: str = "00112233445566778899AABBCCDDEEFF", expires: float = 100
                    expires=expires, smdp_address="smdp.example", euicc_challenge=b"\x01" * 16,
                    server_challenge=b"\x02" * 16, ci_pkid=b"\x03" * 20, eid="8" * 32,
                    euicc_otpk=b"\x04" * 65, smdp_ot_key=SECRET)
+
+
+KINDS = ("memory", "shelve", "journal")
+
+
+def _store(kind: str, folder: Path) -> SessionStore:
+    return {"memory": lambda _: MemoryStore(), "shelve": ShelveStore,
+            "journal": JournalStore}[kind](folder)
 
 
 def _disk_bytes(folder: Path) -> bytes:
@@ -84,9 +93,9 @@ def test_shelve_with_another_key_drops_the_secret_not_the_session(tmp_path: Path
     again.close()
 
 
-@pytest.mark.parametrize("make", [MemoryStore, None])
-def test_expire_and_delete(tmp_path: Path, make) -> None:
-    store = make() if make else ShelveStore(tmp_path)
+@pytest.mark.parametrize("kind", KINDS)
+def test_expire_and_delete(tmp_path: Path, kind: str) -> None:
+    store = _store(kind, tmp_path)
     store.put(_session("01", expires=10.0))
     store.put(_session("02", expires=20.0))
     assert store.expire(15.0) == 1
@@ -123,9 +132,9 @@ def _initiated(tid: str) -> Session:
     return session
 
 
-@pytest.mark.parametrize("make", [MemoryStore, None])
-def test_put_if_writes_only_from_the_expected_state(tmp_path: Path, make) -> None:
-    store = make() if make else ShelveStore(tmp_path)
+@pytest.mark.parametrize("kind", KINDS)
+def test_put_if_writes_only_from_the_expected_state(tmp_path: Path, kind: str) -> None:
+    store = _store(kind, tmp_path)
     session = _initiated("0A")
     assert store.put_if(session, SessionState.INITIATED) is False  # no record yet
     assert store.get("0A") is None
@@ -144,10 +153,10 @@ def test_put_if_writes_only_from_the_expected_state(tmp_path: Path, make) -> Non
     store.close()
 
 
-@pytest.mark.parametrize("make", [MemoryStore, None])
-def test_put_if_writes_a_changed_expiry(tmp_path: Path, make) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_put_if_writes_a_changed_expiry(tmp_path: Path, kind: str) -> None:
     """The shelve's usual update leaves ``expires`` alone; a changed one must still be written."""
-    store = make() if make else ShelveStore(tmp_path)
+    store = _store(kind, tmp_path)
     session = _initiated("0B")
     assert store.put_if(session, None) is True
     session.state = SessionState.AUTHENTICATED
@@ -369,9 +378,14 @@ def test_open_store_by_url(tmp_path: Path) -> None:
     shelve = open_store("shelve:", tmp_path)
     assert isinstance(shelve, ShelveStore)
     shelve.close()
+    journal = open_store("journal:", tmp_path)
+    assert isinstance(journal, JournalStore)
+    journal.close()
     assert isinstance(open_store("memory:", tmp_path), MemoryStore)
     assert is_shared("shelve:") and is_shared("redis://h/0") and not is_shared("memory:")
-    for bad in ("shelve:/elsewhere", "mysql://h/db", "no-scheme"):
+    assert not is_shared("journal:")  # one process per folder: --workers needs shelve: or more
+    assert default_url(1) == "journal:" and default_url(2) == "shelve:"
+    for bad in ("shelve:/elsewhere", "journal:x", "mysql://h/db", "no-scheme"):
         with pytest.raises(ValueError):
             open_store(bad, tmp_path)
 

@@ -1,0 +1,330 @@
+"""The default store of a single server process: sessions in memory, each change journalled.
+
+A download is four ES9+ calls (SGP.22 3.1.3) and each one reads its session
+and writes it back.  With one process per data folder nobody else can change
+a session, so :class:`JournalStore` answers from a dict, as
+:class:`~smdpp.store.memory.MemoryStore` does, and makes every change durable
+with one ``write()`` of a frame to an append-only file in
+``smdpp-data/sessions/``.  That costs about a tenth of a sqlite commit (a
+statement, locks on the shared WAL index, a 4 KiB WAL frame) and keeps the
+same promise as the sqlite store with ``synchronous=NORMAL``: a change that
+was written survives a crash or kill of the process (it is in the kernel's
+page cache), not necessarily a power cut of the host.
+
+Files, all mode 0600 in a 0700 folder:
+
+``lock``
+    held with ``flock`` while the store is open: a second process on the same
+    folder is refused at start (several processes share a folder with
+    ``--workers N`` or ``--store shelve:``, the sqlite store).
+``NNNNNNNN.journal``
+    the segments, oldest first.  Each start opens a new one; the one being
+    written is closed and the next begun past :data:`SEGMENT_BYTES`.  A
+    segment is deleted, oldest first, once every session it mentions has
+    expired, so the folder holds about ``--session-lifetime`` worth of
+    changes.
+
+A frame is ``length (4) | CRC-32 (4) | kind (1) | expires (8, float) | len(tid)
+(1) | tid | record``, big-endian, the record as :class:`RecordCodec` writes it
+for every store (pickled builtins, the one-time key sealed with AES-GCM under
+``session-store.key``).  At start the segments are read in order, the last
+frame of each TransactionId wins, and only the records still needed are
+unpickled: unfinished sessions that have not expired, and the most recently
+finished ones.  A frame cut short by a crash, or failing its CRC, ends the
+reading of its segment with a warning.
+
+Memory holds the unfinished sessions and the :data:`MAX_FINISHED` most
+recently finished ones (for a replayed call's log line); other finished
+sessions, which no ES9+ call can move on, stay only in the journal with
+their result until their segment goes.  So memory stays flat however many
+sessions have finished.  Unlike the sqlite store, the sealed one-time key of
+a session that has ended remains in older frames until its segment is
+deleted.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smdpp.rsp.session import Session, SessionState
+from smdpp.store.record import RecordCodec, keep_recent
+from smdpp.store.sealer import KEY_FILE_NAME, Sealer
+
+log = logging.getLogger(__name__)
+
+DIR_NAME = "sessions"
+LOCK_NAME = "lock"
+SUFFIX = ".journal"
+SEGMENT_BYTES = 8 << 20  # a new segment past this size, so that old ones can go
+MAX_FINISHED = 1024  # finished sessions still answered by get()
+MAX_FRAME = 1 << 20  # a longer length field is damage, not a session record
+
+_HEADER = struct.Struct(">II")  # length of the body, CRC-32 of the body
+_BODY = struct.Struct(">BdB")  # kind, expires, length of the TransactionId
+# kinds of frame
+_LIVE = 0  # the record of a session in progress
+_FINISHED = 1  # the record of a session that has ended (done or cancelled)
+_DELETED = 2  # no record: the session was deleted
+
+
+class StoreInUseError(ValueError):
+    """The journal folder is held by another process."""
+
+
+@dataclass
+class _Segment:
+    """One journal file: where it is, how much it holds, when all of it has expired."""
+
+    path: Path
+    number: int
+    size: int = 0
+    max_expires: float = float("-inf")
+
+
+@dataclass
+class _Latest:
+    """The last frame of one TransactionId seen while reading the journal."""
+
+    kind: int
+    expires: float
+    segment: int  # index into the segments' contents
+    start: int  # the record's bytes in that content
+    end: int
+
+
+class JournalStore:
+    """Sessions of one process in memory, every change appended to ``<data_dir>/sessions/``."""
+
+    def __init__(self, data_dir: Path, *, segment_bytes: int = SEGMENT_BYTES,
+                 now: float | None = None) -> None:
+        self.folder = data_dir / DIR_NAME
+        self._segment_bytes = segment_bytes
+        old_umask = os.umask(0o077)  # the folder 0700, every file 0600
+        try:
+            self.folder.mkdir(mode=0o700, exist_ok=True)
+            self._codec = RecordCodec(Sealer.from_file(data_dir / KEY_FILE_NAME))
+            self._lock_fd: int | None = _lock(self.folder / LOCK_NAME)
+        finally:
+            os.umask(old_umask)
+        self._live: dict[str, dict[str, Any]] = {}  # transactionId -> record, secrets in clear
+        self._finished: dict[str, dict[str, Any]] = {}  # oldest first, at most MAX_FINISHED
+        self._segments: list[_Segment] = []  # oldest first; the last one is written
+        self._next_number = 1
+        self._fd: int | None = None
+        try:
+            self._read_journal(time.time() if now is None else now)
+            self._open_segment()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- SessionStore --------------------------------------------------------
+
+    def get(self, transaction_id: str) -> Session | None:
+        record = self._live.get(transaction_id) or self._finished.get(transaction_id)
+        return None if record is None else Session.from_record(record)
+
+    def put(self, session: Session) -> None:
+        self._write(session)
+
+    def put_if(self, session: Session, expected_state: SessionState | None) -> bool:
+        # one process, one thread (the reactor): the check and the write cannot interleave
+        tid = session.transaction_id
+        current = self._live.get(tid) or self._finished.get(tid)
+        if expected_state is None:
+            if current is not None:
+                return False
+        elif current is None or current["state"] != expected_state.value:
+            return False
+        self._write(session)
+        return True
+
+    def delete(self, transaction_id: str) -> None:
+        record = self._live.pop(transaction_id, None) or self._finished.pop(transaction_id, None)
+        if record is not None:  # else nothing to cancel: get() already answers None
+            self._append(_DELETED, transaction_id, record["expires"], b"")
+
+    def expire(self, now: float) -> int:
+        count = 0
+        for records in (self._live, self._finished):
+            old = [tid for tid, record in records.items() if record["expires"] < now]
+            for tid in old:
+                del records[tid]
+            count += len(old)
+        self._drop_expired_segments(now, keep=1)
+        return count
+
+    def close(self) -> None:
+        for fd in (self._fd, self._lock_fd):
+            if fd is not None:
+                os.close(fd)  # closing the lock file releases the flock
+        self._fd = self._lock_fd = None
+        self._live.clear()
+        self._finished.clear()
+
+    def __len__(self) -> int:
+        """Sessions that :meth:`get` answers: unfinished ones and the recently finished."""
+        return len(self._live) + len(self._finished)
+
+    # -- writing ---------------------------------------------------------------
+
+    def _write(self, session: Session) -> None:
+        """Journal ``session`` and keep its record in memory."""
+        tid = session.transaction_id
+        record = session.to_record()
+        finished = session.state.finished
+        self._append(_FINISHED if finished else _LIVE, tid, session.expires,
+                     self._codec.dumps_record(tid, record))
+        if finished:
+            self._live.pop(tid, None)
+            keep_recent(self._finished, tid, record, MAX_FINISHED)
+        else:
+            self._live[tid] = record
+            self._finished.pop(tid, None)
+
+    def _append(self, kind: int, tid: str, expires: float, record: bytes) -> None:
+        """One frame, one ``write()``; OSError if it did not all reach the file."""
+        if self._fd is None:
+            raise OSError(f"session journal in {self.folder} is closed")
+        key = tid.encode("ascii")
+        body = _BODY.pack(kind, expires, len(key)) + key + record
+        frame = _HEADER.pack(len(body), zlib.crc32(body)) + body
+        segment = self._segments[-1]
+        if segment.size >= self._segment_bytes:
+            segment = self._open_segment()
+        try:
+            written = os.write(self._fd, frame)
+        except OSError:
+            self._open_segment()  # never append after what may be half a frame
+            raise
+        segment.size += written
+        if expires > segment.max_expires:
+            segment.max_expires = expires
+        if written != len(frame):  # a full disk: the next frame goes to a new segment
+            self._open_segment()
+            raise OSError(f"{segment.path}: only {written} of {len(frame)} bytes written")
+
+    def _open_segment(self) -> _Segment:
+        """Close the segment being written, if any, and start the next one."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        number = self._next_number
+        self._next_number += 1
+        segment = _Segment(self.folder / f"{number:08d}{SUFFIX}", number)
+        self._fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
+                           0o600)
+        self._segments.append(segment)
+        return segment
+
+    def _drop_expired_segments(self, now: float, keep: int) -> None:
+        """Delete the oldest segments, in order, while every session in them has expired.
+
+        Oldest first, so that a frame deleting a session never goes before an
+        older frame holding its record; the last ``keep`` segments stay.
+        """
+        while len(self._segments) > keep and self._segments[0].max_expires < now:
+            segment = self._segments.pop(0)
+            segment.path.unlink(missing_ok=True)
+            log.info("session journal %s deleted: every session in it has expired",
+                     segment.path.name)
+
+    # -- reading at start --------------------------------------------------------
+
+    def _read_journal(self, now: float) -> None:
+        """Rebuild the sessions in memory from the segments already in the folder."""
+        paths = sorted(p for p in self.folder.glob(f"*{SUFFIX}") if p.stem.isdigit())
+        contents: list[bytes] = []
+        latest: dict[str, _Latest] = {}
+        for path in paths:
+            data = path.read_bytes()
+            segment = _Segment(path, int(path.stem), len(data))
+            _scan(data, len(contents), segment, latest)
+            contents.append(data)
+            self._segments.append(segment)
+            self._next_number = segment.number + 1
+        live = finished = 0
+        wanted_finished = [tid for tid, last in latest.items()
+                           if last.kind == _FINISHED and last.expires >= now]
+        # latest keeps the order in which each TransactionId was first seen; the
+        # most recently finished are wanted, so order those by their last frame
+        wanted_finished.sort(key=lambda tid: (latest[tid].segment, latest[tid].start))
+        for tid in wanted_finished[-MAX_FINISHED:]:
+            record = self._load(tid, latest[tid], contents)
+            if record is not None:
+                keep_recent(self._finished, tid, record, MAX_FINISHED)
+                finished += 1
+        for tid, last in latest.items():
+            if last.kind == _LIVE and last.expires >= now:
+                record = self._load(tid, last, contents)
+                if record is not None:
+                    self._live[tid] = record
+                    live += 1
+        self._drop_expired_segments(now, keep=0)  # a new segment is opened next
+        if paths:
+            log.info("session journal: %d segment(s) read, %d session(s) in progress, "
+                     "%d recently finished", len(paths), live, finished)
+
+    def _load(self, tid: str, last: _Latest, contents: list[bytes]) -> dict[str, Any] | None:
+        try:
+            session = self._codec.loads(tid, contents[last.segment][last.start:last.end])
+        except Exception as exc:  # noqa: BLE001 - one bad record must not stop the server
+            log.warning("session journal: transactionId=%s unreadable, dropped: %s", tid, exc)
+            return None
+        return session.to_record()
+
+
+def _scan(data: bytes, index: int, segment: _Segment, latest: dict[str, _Latest]) -> None:
+    """Record the frames of one segment's ``data`` in ``latest``; stop at damage."""
+    offset, size = 0, len(data)
+    header, body = _HEADER.size, _BODY.size
+    while offset < size:
+        if size - offset < header:
+            break
+        length, crc = _HEADER.unpack_from(data, offset)
+        start, end = offset + header, offset + header + length
+        if length < body or length > MAX_FRAME or end > size \
+                or zlib.crc32(memoryview(data)[start:end]) != crc:
+            break
+        kind, expires, key_length = _BODY.unpack_from(data, start)
+        key_end = start + body + key_length
+        if kind not in (_LIVE, _FINISHED, _DELETED) or key_end > end:
+            break
+        try:
+            tid = data[start + body:key_end].decode("ascii")
+        except UnicodeDecodeError:
+            break
+        latest[tid] = _Latest(kind, expires, index, key_end, end)
+        if expires > segment.max_expires:
+            segment.max_expires = expires
+        offset = end
+    if offset < size:
+        log.warning("session journal %s: %d byte(s) from offset %d unreadable (a write cut "
+                    "short?), ignored", segment.path.name, size - offset, offset)
+
+
+def _lock(path: Path) -> int:
+    """Open and ``flock`` the lock file; StoreInUseError if another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise StoreInUseError(
+            f"{path.parent} is in use by another smdpp process"
+            f"{f' (pid {holder})' if holder else ''}: one process per data folder with this "
+            "store; several share one with --workers N or --store shelve:") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
