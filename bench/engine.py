@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from bench import datadir
 from bench.perf import PerfCounter
+from smdpp import logs
 from smdpp.errors import SgpError
 from smdpp.http.es9p import ADMIN_PROTOCOL, Es9pApi
 from smdpp.euicc.card import SoftEuicc
@@ -139,18 +140,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _logging(mode: str) -> None:
-    """The engine's logger as the server sets it up (INFO, the server's format)."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    """The engine's logger as the server sets it up (:func:`smdpp.logs.configure`: INFO,
+    the server's format and its cheaper records)."""
     if mode == "off":
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
         root.setLevel(logging.WARNING)
         return
-    stream = sys.stderr if mode == "stderr" else open(os.devnull, "w")  # noqa: SIM115
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    logs.configure(stream=sys.stderr if mode == "stderr" else open(os.devnull, "w"))  # noqa: SIM115
 
 
 def _build_engine(data_dir: Path, store: str) -> RspEngine:

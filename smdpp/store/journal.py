@@ -51,7 +51,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from smdpp.rsp.session import Session, SessionState
 from smdpp.store.record import RecordCodec, keep_recent
@@ -86,17 +86,6 @@ class _Segment:
     number: int
     size: int = 0
     max_expires: float = float("-inf")
-
-
-@dataclass
-class _Latest:
-    """The last frame of one TransactionId seen while reading the journal."""
-
-    kind: int
-    expires: float
-    segment: int  # index into the segments' contents
-    start: int  # the record's bytes in that content
-    end: int
 
 
 class JournalStore:
@@ -239,59 +228,64 @@ class JournalStore:
     # -- reading at start --------------------------------------------------------
 
     def _read_journal(self, now: float) -> None:
-        """Rebuild the sessions in memory from the segments already in the folder."""
+        """Rebuild the sessions in memory from the segments already in the folder.
+
+        One pass, oldest frame first, one segment in memory at a time: the
+        record bytes kept are those of sessions whose last frame so far says
+        in progress, and of the :data:`MAX_FINISHED` most recently finished,
+        so reading a long journal takes no more memory than serving it.
+        """
         paths = sorted(p for p in self.folder.glob(f"*{SUFFIX}") if p.stem.isdigit())
-        contents: list[bytes] = []
-        latest: dict[str, _Latest] = {}
+        live: dict[str, tuple[float, bytes]] = {}  # transactionId -> (expires, record bytes)
+        finished: dict[str, tuple[float, bytes]] = {}  # the same, most recent last
         for path in paths:
-            data = path.read_bytes()
-            segment = _Segment(path, int(path.stem), len(data))
-            _scan(data, len(contents), segment, latest)
-            contents.append(data)
+            segment = _Segment(path, int(path.stem))
+            for kind, expires, tid, record in _frames(path.read_bytes(), segment):
+                if kind == _LIVE:
+                    finished.pop(tid, None)
+                    live[tid] = (expires, record)
+                else:
+                    live.pop(tid, None)
+                    if kind == _FINISHED:
+                        keep_recent(finished, tid, (expires, record), MAX_FINISHED)
+                    else:
+                        finished.pop(tid, None)
             self._segments.append(segment)
             self._next_number = segment.number + 1
-        live = finished = 0
-        wanted_finished = [tid for tid, last in latest.items()
-                           if last.kind == _FINISHED and last.expires >= now]
-        # latest keeps the order in which each TransactionId was first seen; the
-        # most recently finished are wanted, so order those by their last frame
-        wanted_finished.sort(key=lambda tid: (latest[tid].segment, latest[tid].start))
-        for tid in wanted_finished[-MAX_FINISHED:]:
-            record = self._load(tid, latest[tid], contents)
-            if record is not None:
-                keep_recent(self._finished, tid, record, MAX_FINISHED)
-                finished += 1
-        for tid, last in latest.items():
-            if last.kind == _LIVE and last.expires >= now:
-                record = self._load(tid, last, contents)
-                if record is not None:
-                    self._live[tid] = record
-                    live += 1
+        for source, target in ((finished, self._finished), (live, self._live)):
+            for tid, (expires, record) in source.items():
+                if expires >= now:
+                    loaded = self._load(tid, record)
+                    if loaded is not None:
+                        target[tid] = loaded
         self._drop_expired_segments(now, keep=0)  # a new segment is opened next
         if paths:
             log.info("session journal: %d segment(s) read, %d session(s) in progress, "
-                     "%d recently finished", len(paths), live, finished)
+                     "%d recently finished", len(paths), len(self._live), len(self._finished))
 
-    def _load(self, tid: str, last: _Latest, contents: list[bytes]) -> dict[str, Any] | None:
+    def _load(self, tid: str, record: bytes) -> dict[str, Any] | None:
         try:
-            session = self._codec.loads(tid, contents[last.segment][last.start:last.end])
+            session = self._codec.loads(tid, record)
         except Exception as exc:  # noqa: BLE001 - one bad record must not stop the server
             log.warning("session journal: transactionId=%s unreadable, dropped: %s", tid, exc)
             return None
         return session.to_record()
 
 
-def _scan(data: bytes, index: int, segment: _Segment, latest: dict[str, _Latest]) -> None:
-    """Record the frames of one segment's ``data`` in ``latest``; stop at damage."""
+def _frames(data: bytes, segment: _Segment) -> Iterator[tuple[int, float, str, bytes]]:
+    """(kind, expires, transactionId, record) of each frame in one segment's ``data``,
+    in order; stops, with a warning, at the first damaged one.  Sets the segment's
+    ``size`` and ``max_expires``."""
     offset, size = 0, len(data)
+    segment.size = size
     header, body = _HEADER.size, _BODY.size
+    view = memoryview(data)
     while offset < size:
         if size - offset < header:
             break
         length, crc = _HEADER.unpack_from(data, offset)
         start, end = offset + header, offset + header + length
-        if length < body or length > MAX_FRAME or end > size \
-                or zlib.crc32(memoryview(data)[start:end]) != crc:
+        if length < body or length > MAX_FRAME or end > size or zlib.crc32(view[start:end]) != crc:
             break
         kind, expires, key_length = _BODY.unpack_from(data, start)
         key_end = start + body + key_length
@@ -301,9 +295,9 @@ def _scan(data: bytes, index: int, segment: _Segment, latest: dict[str, _Latest]
             tid = data[start + body:key_end].decode("ascii")
         except UnicodeDecodeError:
             break
-        latest[tid] = _Latest(kind, expires, index, key_end, end)
         if expires > segment.max_expires:
             segment.max_expires = expires
+        yield kind, expires, tid, data[key_end:end]
         offset = end
     if offset < size:
         log.warning("session journal %s: %d byte(s) from offset %d unreadable (a write cut "

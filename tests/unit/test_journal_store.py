@@ -52,6 +52,8 @@ def _write_and_die(folder: Path) -> None:
     store.put(_session(2, SessionState.DONE))
     store.put(_session(3))
     store.delete(_session(3).transaction_id)
+    store.put(_session(5, SessionState.CANCELLED))
+    store.delete(_session(5).transaction_id)
     store.put(_session(4, expires=10.0))  # expired by the time anyone reads it
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -69,6 +71,7 @@ def test_sessions_survive_a_killed_process(tmp_path: Path) -> None:
         assert done is not None and done.state is SessionState.DONE
         assert done.result == {"success": True, "n": 2}
         assert store.get(_session(3).transaction_id) is None  # deleted stays deleted
+        assert store.get(_session(5).transaction_id) is None  # finished, then deleted
         assert store.get(_session(4).transaction_id) is None  # expired is not loaded
         assert len(store) == 2
     finally:
