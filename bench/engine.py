@@ -17,6 +17,8 @@ statistics to FILE (read it with ``python -m pstats FILE``).
 ``--instructions`` counts user-space CPU instructions (Linux perf events)
 instead of CPU time: a figure that does not drift with the machine's speed
 or with other processes, for comparing two versions of the engine.
+``--cycles`` counts user-space CPU cycles instead: what the machine's speed
+does to those instructions, without the kernel's share or other processes.
 
 The engine logs at INFO as the server does, into a handler that formats
 each record and throws it away (``--log off`` silences it, ``--log stderr``

@@ -70,3 +70,22 @@ def test_kept_euicc_key_is_used_only_while_it_is_the_sessions_key(
         download(client, SoftEuicc(prepared.identities[0]),  # type: ignore[arg-type]
                  smdp_address=datadir.HOSTNAME, matching_id=prepared.matching_id)
     assert (exc.value.subject_code, exc.value.reason_code) == ("8.1", "6.1")  # euiccSignature2
+
+
+def test_cycles_counts_thousands_of_cycles_and_not_with_instructions(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.perf import PerfCounter
+    try:
+        PerfCounter(cycles=True).close()
+    except OSError:
+        pytest.skip("no perf events on this machine")
+    out = tmp_path / "figures.json"
+    assert main(["-n", "2", "--warmup", "1", "--euiccs", "2", "--log", "off", "--cycles",
+                 "--testdata", str(tmp_path / "none"), "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["unit"] == "kcycles" and record["store"] == "journal:"  # the server's default
+    assert record["total"] > 1000  # 3 signatures and 4 verifications: millions of cycles
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--cycles", "--instructions"])
+    assert "pick one" in capsys.readouterr().err
