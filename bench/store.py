@@ -20,10 +20,11 @@ in microseconds per operation.  The journal store (the default of one
 server process) and the sqlite shelve (the default with ``--workers``) each
 run on a fresh temporary folder, optionally prefilled with ``--prefill``
 finished sessions (as a server that has been up for a while holds).  The
-memory store is measured for comparison.  ``--baseline OLD/shelf.py`` adds the ShelveStore of another version
-of ``smdpp/store/shelf.py`` (with this tree's codec), measured in the same
-process, round by round in turn with the current one: the speed of a shared
-machine drifts over minutes, so runs an hour (or a minute) apart do not compare.
+memory store is measured for comparison.  ``--baseline OLD/shelf.py`` adds
+the ShelveStore of another version of ``smdpp/store/shelf.py`` (with this
+tree's codec), measured in the same process, round by round in turn with the
+current one: the speed of a shared machine drifts over minutes, so runs an
+hour (or a minute) apart do not compare.
 """
 from __future__ import annotations
 
