@@ -131,6 +131,9 @@ class Es9pApi:
             log.info("transactionId=%s: %s failed %s/%s: %s", tid, name, err.subject_code,
                      err.reason_code, err.message)
             return _reply(200, _failed(err))
+        except OSError as exc:  # the server's own I/O (a full disk under the session store)
+            log.error("transactionId=%s: %s failed on the server: %s", tid, name, exc)
+            return _reply(200, _failed(SgpError("1.2", "4.1", "internal error")))
         except Exception:  # a bug of ours: log it, answer a generic failure
             log.exception("transactionId=%s: %s raised unexpectedly", tid, name)
             return _reply(200, _failed(SgpError("1.2", "4.1", "internal error")))

@@ -1,11 +1,15 @@
-"""The JSON of successful ES9+ answers (smdpp/http/es9p.py), built without re-scanning base64."""
+"""The JSON of ES9+ answers (smdpp/http/es9p.py): successes built without re-scanning
+base64, and the generic failure when the server itself fails."""
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 
-from smdpp.http.es9p import _success
+import pytest
+
+from smdpp.http.es9p import PATH_PREFIX, Es9pApi, HttpRequest, _success
 
 
 def test_success_answer_is_the_json_of_the_result_with_bytes_in_base64() -> None:
@@ -22,3 +26,51 @@ def test_success_answer_is_the_json_of_the_result_with_bytes_in_base64() -> None
 def test_empty_result_is_only_the_header() -> None:
     assert json.loads(_success({})) == {
         "header": {"functionExecutionStatus": {"status": "Executed-Success"}}}
+
+
+class _FailingEngine:
+    """An engine whose initiateAuthentication fails the way ``failure`` says."""
+
+    def __init__(self, failure: Exception) -> None:
+        self.failure = failure
+
+    def initiate_authentication(self, **_: object) -> dict:
+        raise self.failure
+
+    authenticate_client = get_bound_profile_package = handle_notification = \
+        cancel_session = initiate_authentication
+
+
+def _initiate(api: "Es9pApi") -> dict:
+    body = json.dumps({"euiccChallenge": base64.b64encode(bytes(16)).decode(),
+                       "euiccInfo1": base64.b64encode(b"\xbf\x20\x00").decode(),
+                       "smdpAddress": "smdp.example"}).encode()
+    response = api.handle(HttpRequest("POST", PATH_PREFIX + "initiateAuthentication",
+                                      {b"content-type": b"application/json",
+                                       b"x-admin-protocol": b"gsma/rsp/v2.2.0"}, body, False))
+    assert response.status == 200
+    return json.loads(response.body)["header"]["functionExecutionStatus"]
+
+
+def test_a_server_io_failure_is_one_log_line_and_a_generic_failure(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A full disk under the session store: 1.2/4.1 to the client, one line without a
+    traceback in the log (it is the machine's trouble, not a bug to debug)."""
+    api = Es9pApi(_FailingEngine(OSError(28, "No space left on device")))  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="smdpp.http.es9p"):
+        answer = _initiate(api)
+    assert answer["status"] == "Failed"
+    assert answer["statusCodeData"]["subjectCode"] == "1.2"
+    assert answer["statusCodeData"]["reasonCode"] == "4.1"
+    [record] = caplog.records
+    assert "initiateAuthentication failed on the server: [Errno 28] No space left" in record.message
+    assert record.exc_info is None
+
+
+def test_a_bug_is_logged_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    api = Es9pApi(_FailingEngine(KeyError("oops")))  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="smdpp.http.es9p"):
+        answer = _initiate(api)
+    assert answer["statusCodeData"]["reasonCode"] == "4.1"
+    [record] = caplog.records
+    assert "raised unexpectedly" in record.message and record.exc_info is not None
