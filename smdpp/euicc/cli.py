@@ -12,43 +12,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from smdpp.activation import ActivationCode, parse_activation_code
 from smdpp.euicc.card import SoftEuicc
 from smdpp.euicc.client import DownloadError, download
 from smdpp.euicc.es9 import Es9Client
 
 __all__ = ["main", "ActivationCode", "parse_activation_code"]
-
-
-@dataclass(frozen=True)
-class ActivationCode:
-    """The fields of an activation code (SGP.22 4.1)."""
-
-    smdp_address: str
-    matching_id: str
-    smdp_oid: str | None = None
-    confirmation_code_required: bool = False
-
-
-def parse_activation_code(text: str) -> ActivationCode:
-    """Parse ``[LPA:]1$SM-DP+ address$AC_Token[$SM-DP+ OID[$CC required flag]]`` (SGP.22 4.1)."""
-    body = text[4:] if text[:4].upper() == "LPA:" else text
-    fields = body.split("$")
-    if fields[0] != "1":
-        raise ValueError(f"activation code format {fields[0]!r} is not '1'")
-    if len(fields) < 3 or len(fields) > 5:
-        raise ValueError("activation code must be 1$address$matchingId[$oid[$ccFlag]]")
-    address, matching_id = fields[1], fields[2]
-    if not address:
-        raise ValueError("activation code has no SM-DP+ address")
-    oid = fields[3] if len(fields) > 3 and fields[3] else None
-    cc_flag = fields[4] if len(fields) > 4 else ""
-    if cc_flag not in ("", "1"):
-        raise ValueError(f"confirmation code required flag {cc_flag!r} is not '1'")
-    return ActivationCode(address, matching_id, oid, cc_flag == "1")
 
 
 def _parser() -> argparse.ArgumentParser:
