@@ -4,6 +4,7 @@ SGP.22 6.5.1.4 (Function Execution Status) reports a failed function with a
 ``subjectCode`` (what the error is about) and a ``reasonCode`` (why), both
 dotted strings such as ``8.1.3`` / ``6.3``.  Every verification failure in the
 core raises :class:`SgpError`; the HTTP layer turns it into the JSON header.
+The codes themselves are built in :mod:`smdpp.status`, nowhere else.
 """
 from __future__ import annotations
 
@@ -27,3 +28,8 @@ class SgpError(Exception):
                 "message": self.message,
             },
         }
+
+
+class EuiccReportedError(SgpError):
+    """The eUICC itself answered with an error (authenticateResponseError, SGP.22 5.6.3;
+    downloadResponseError, 5.6.2): the session it belongs to cannot go on."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from smdpp.errors import SgpError
-from smdpp.rsp import status
+from smdpp import status
 from smdpp.rsp.engine import RspEngine
 
 log = logging.getLogger(__name__)
@@ -133,10 +133,10 @@ class Es9pApi:
             return _reply(200, _failed(err))
         except OSError as exc:  # the server's own I/O (a full disk under the session store)
             log.error("transactionId=%s: %s failed on the server: %s", tid, name, exc)
-            return _reply(200, _failed(SgpError("1.2", "4.1", "internal error")))
+            return _reply(200, _failed(status.internal_error()))
         except Exception:  # a bug of ours: log it, answer a generic failure
             log.exception("transactionId=%s: %s raised unexpectedly", tid, name)
-            return _reply(200, _failed(SgpError("1.2", "4.1", "internal error")))
+            return _reply(200, _failed(status.internal_error()))
         if function.no_content:
             return HttpResponse(204, _NO_CONTENT_HEADERS, b"")
         return HttpResponse(200, _JSON_HEADERS, _success(result or {}))

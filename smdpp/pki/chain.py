@@ -25,8 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from smdpp import status
 from smdpp.asn1.tlv import parse_single
-from smdpp.errors import SgpError
 from smdpp.pki.certificate import (
     SUPPORTED_CURVES,
     CertificateDer,
@@ -70,13 +70,6 @@ _CA_PATHS = frozenset({
     ("EUM SubCA", "EUM", "CI SubCA"),
 })
 MAX_CHAIN_CAS = max(len(p) for p in _CA_PATHS)
-
-# SGP.22 5.6.3 status codes (subjectCode, reasonCode).  SGP.22 has no reason of
-# its own for a revoked certificate: revocation is "verification failed" (6.1).
-_EUM_INVALID = ("8.1.2", "6.1")
-_EUM_EXPIRED = ("8.1.2", "6.3")
-_EUICC_INVALID = ("8.1.3", "6.1")
-_EUICC_EXPIRED = ("8.1.3", "6.3")
 
 #: Asks whether a certificate is revoked: a text saying by whom and when, or None.
 RevocationCheck = Callable[[x509.Certificate], "str | None"]
@@ -358,18 +351,18 @@ def verify_euicc_chain(
                                   ci_cert)
         _check_ca_path(path, moment, revoked)
     except Expired as exc:
-        raise SgpError(*_EUM_EXPIRED, str(exc)) from None
+        raise status.eum_certificate_expired(str(exc)) from None
     except Exception as exc:  # lazy DER parsing may fail in any accessor
-        raise SgpError(*_EUM_INVALID, f"EUM certificate invalid: {exc}") from None
+        raise status.eum_certificate_invalid(f"EUM certificate invalid: {exc}") from None
     try:
         euicc_der = bytes(euicc_cert_der)
         euicc_cert = x509.load_der_x509_certificate(euicc_der)
         return _check_euicc(euicc_cert, split_certificate(euicc_der), path.certs[0],
                             path.issuer_der, path.ranges, moment, revoked)
     except Expired as exc:
-        raise SgpError(*_EUICC_EXPIRED, str(exc)) from None
+        raise status.euicc_certificate_expired(str(exc)) from None
     except Exception as exc:
-        raise SgpError(*_EUICC_INVALID, f"eUICC certificate invalid: {exc}") from None
+        raise status.euicc_certificate_invalid(f"eUICC certificate invalid: {exc}") from None
 
 
 __all__ = [

@@ -32,7 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from smdpp.errors import SgpError
+from smdpp import status
 from smdpp.pki.certificate import (
     authority_key_identifier,
     check_ci_certificate,
@@ -288,7 +288,7 @@ class CertificateStore:
         try:
             return self._cis[bytes(ci_pkid)]
         except KeyError:
-            raise SgpError("8.11.1", "3.9", f"unknown CI public key {bytes(ci_pkid).hex()}") from None
+            raise status.unknown_ci(f"unknown CI public key {bytes(ci_pkid).hex()}") from None
 
     def select_ci(self, for_verification: Sequence[bytes], for_signing: Sequence[bytes]) -> bytes:
         """Pick the CI PKID for this session (SGP.22 5.6.1, ES9+.InitiateAuthentication).
@@ -303,7 +303,7 @@ class CertificateStore:
         candidates = [bytes(p) for p in for_verification
                       if bytes(p) in self._credentials and bytes(p) in signing]
         if not candidates:
-            raise SgpError("8.8.2", "3.1", "none of the eUICC's CI public keys is supported")
+            raise status.ci_not_supported("none of the eUICC's CI public keys is supported")
         for pkid in candidates:
             if self._credentials[pkid].curve == self.preferred_curve:
                 return pkid
@@ -314,7 +314,7 @@ class CertificateStore:
         try:
             return self._credentials[bytes(ci_pkid)]
         except KeyError:
-            raise SgpError("8.11.1", "3.9", f"no SM-DP+ credentials under CI {bytes(ci_pkid).hex()}") from None
+            raise status.unknown_ci(f"no SM-DP+ credentials under CI {bytes(ci_pkid).hex()}") from None
 
     def verify_euicc(self, eum_cert_der: bytes, euicc_cert_der: bytes, ci_pkid: bytes | None,
                      now: datetime | None = None, *, other_certs: Sequence[bytes] = ()) -> EuiccIdentity:
@@ -338,9 +338,9 @@ class CertificateStore:
             chain = [x509.load_der_x509_certificate(bytes(d)) for d in (eum_cert_der, *other_certs)]
             akis = [authority_key_identifier(c) for c in chain]
         except Exception as exc:  # malformed DER surfaces lazily in any accessor
-            raise SgpError("8.1.2", "6.1", f"EUM certificate invalid: {exc}") from None
+            raise status.eum_certificate_invalid(f"EUM certificate invalid: {exc}") from None
         if akis[0] is None:
-            raise SgpError("8.1.2", "6.1", "EUM certificate has no authorityKeyIdentifier")
+            raise status.eum_certificate_invalid("EUM certificate has no authorityKeyIdentifier")
         return next((aki for aki in akis if aki in self._cis), akis[0])
 
     # -- revocation --

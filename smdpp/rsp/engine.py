@@ -20,12 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from smdpp import asn1
 from smdpp.asn1.tlv import encode_tlv
 from smdpp.bsp import PeerKeyError
-from smdpp.errors import SgpError
+from smdpp.errors import EuiccReportedError, SgpError
 from smdpp.es8p import ProtectedProfilePackage, bind_profile_package, protect_profile_package
 from smdpp.pki.ecdsa import sign_plain, verify_plain
 from smdpp.pki.store import CertificateStore
 from smdpp.profiles.inventory import Profile, ProfileInventory
-from smdpp.rsp import messages, status
+from smdpp import status
+from smdpp.rsp import messages
 from smdpp.rsp.session import Session, SessionState
 from smdpp.store.base import SessionStore
 
@@ -196,10 +197,8 @@ class RspEngine:
         tid = session.transaction_id
         try:
             resp = messages.parse_authenticate_server_response(authenticate_server_response)
-        except SgpError as err:
-            if err.subject_code == "8.1":  # the eUICC itself reported an error: end it
-                raise self._fail(session, err) from None
-            raise
+        except EuiccReportedError as err:  # the eUICC itself reported an error: end it
+            raise self._fail(session, err) from None
         if resp.transaction_id != session.transaction_id_bytes:
             raise status.unknown_transaction("transactionId in euiccSigned1 does not match")
         identity = self.certs.verify_euicc(resp.eum_certificate, resp.euicc_certificate,
@@ -289,10 +288,8 @@ class RspEngine:
         tid = session.transaction_id
         try:
             resp = messages.parse_prepare_download_response(prepare_download_response)
-        except SgpError as err:
-            if err.subject_code == "8.1":
-                raise self._fail(session, err) from None
-            raise
+        except EuiccReportedError as err:
+            raise self._fail(session, err) from None
         if resp.transaction_id != session.transaction_id_bytes:
             raise status.unknown_transaction("transactionId in euiccSigned2 does not match")
         assert session.smdp_signature2 is not None

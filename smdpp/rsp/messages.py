@@ -13,8 +13,7 @@ from typing import Any
 
 from smdpp import asn1
 from smdpp.asn1.tlv import Tlv, TlvError, parse_single
-from smdpp.errors import SgpError
-from smdpp.rsp.status import malformed
+from smdpp.status import euicc_reported_error, malformed
 
 SIGNATURE_TAG = b"\x5f\x37"  # [APPLICATION 55]
 OTPK_TAG = b"\x5f\x49"  # [APPLICATION 73]
@@ -118,8 +117,8 @@ def parse_authenticate_server_response(data: bytes) -> AuthenticateServerRespons
     choice = _choice(top, (b"\xa0", b"\xa1"), "authenticateServerResponse")
     if choice.tag == b"\xa1":
         error = _decode("AuthenticateServerResponse", data, "authenticateResponseError")[1]
-        raise SgpError("8.1", "6.1", "eUICC reported authenticateResponseError "
-                       f"{error['authenticateErrorCode']}")
+        raise euicc_reported_error("eUICC reported authenticateResponseError "
+                                   f"{error['authenticateErrorCode']}")
     parts = _children(choice, "authenticateResponseOk")
     _expect(parts, [b"\x30", SIGNATURE_TAG, b"\x30", b"\x30", b"\xa0"], "authenticateResponseOk",
             optional_tail=1)
@@ -163,8 +162,8 @@ def parse_prepare_download_response(data: bytes) -> PrepareDownloadResponse:
     choice = _choice(top, (b"\xa0", b"\xa1"), "prepareDownloadResponse")
     if choice.tag == b"\xa1":
         error = _decode("PrepareDownloadResponse", data, "downloadResponseError")[1]
-        raise SgpError("8.1", "6.1", "eUICC reported downloadResponseError "
-                       f"{error['downloadErrorCode']}")
+        raise euicc_reported_error("eUICC reported downloadResponseError "
+                                   f"{error['downloadErrorCode']}")
     parts = _children(choice, "downloadResponseOk")
     _expect(parts, [b"\x30", SIGNATURE_TAG], "downloadResponseOk")
     signed2, signature2 = parts

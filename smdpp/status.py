@@ -1,0 +1,160 @@
+"""Every SGP.22 status code smdpp answers, built in this one place.
+
+A failed function carries a ``subjectCode`` (what the error is about) and a
+``reasonCode`` (why) in its functionExecutionStatus (SGP.22 6.5.1.4).  The
+function-specific pairs come from the ES9+ function descriptions of SGP.22
+v2.x: 5.6.1 initiateAuthentication, 5.6.2 getBoundProfilePackage, 5.6.3
+authenticateClient, 5.6.4 handleNotification, 5.6.5 cancelSession.  Where
+SGP.22 names no code (a malformed request, the server's own failure) the
+generic codes of the common status code tables SGP.22 shares with SGP.02 are
+used: subject 1.2 with reason 2.1 (Invalid), 2.2 (Mandatory Element Missing)
+or 4.1 (Execution Error).
+
+This module imports nothing of smdpp but :mod:`smdpp.errors`, so that
+:mod:`smdpp.pki` can raise these codes without importing the RSP core.  No
+other module writes a subject or reason code as a literal.
+"""
+from __future__ import annotations
+
+from smdpp.errors import EuiccReportedError, SgpError
+
+__all__ = [
+    "SgpError", "EuiccReportedError", "CODES",
+    "malformed", "missing", "internal_error",
+    "invalid_smdp_address", "svn_not_supported", "ci_not_supported", "unknown_ci",
+    "unknown_transaction", "euicc_signature_invalid", "euicc_reported_error",
+    "eum_certificate_invalid", "eum_certificate_expired",
+    "euicc_certificate_invalid", "euicc_certificate_expired",
+    "matching_id_refused", "no_eligible_profile", "invalid_smdp_oid",
+]
+
+# (subjectCode, reasonCode) -> (meaning, SGP.22 section): the README's table
+# of codes is this one, and tests check that every code raised is listed here.
+CODES: dict[tuple[str, str], tuple[str, str]] = {
+    ("1.2", "2.1"): ("a request element is present but invalid (malformed JSON, base64, "
+                     "DER, wrong length, wrong path/method/headers)", "6.5.1.4, common codes"),
+    ("1.2", "2.2"): ("a mandatory request element is missing", "6.5.1.4, common codes"),
+    ("1.2", "4.1"): ("execution error: the server failed (its own I/O, or a bug)",
+                     "6.5.1.4, common codes"),
+    ("8.8.1", "3.8"): ("SM-DP+ address refused: not this server", "5.6.1, 5.6.3"),
+    ("8.8.2", "3.1"): ("security configuration: none of the eUICC's CI keys is supported",
+                       "5.6.1"),
+    ("8.8.3", "3.1"): ("specification version number not supported", "5.6.1"),
+    ("8.8", "3.10"): ("SM-DP+ OID in the eUICC's data is not ours (invalid association)",
+                      "5.6.5"),
+    ("8.11.1", "3.9"): ("CI public key unknown", "5.6.1, 5.6.3"),
+    ("8.10.1", "3.9"): ("TransactionId unknown, expired, finished or in another state",
+                        "5.6.2 to 5.6.5"),
+    ("8.1", "6.1"): ("eUICC signature invalid, or the eUICC reported an error",
+                     "5.6.2, 5.6.3, 5.6.4, 5.6.5"),
+    ("8.1.2", "6.1"): ("EUM (or sub-CA) certificate invalid or revoked", "5.6.3"),
+    ("8.1.2", "6.3"): ("EUM (or sub-CA) certificate expired or not yet valid", "5.6.3"),
+    ("8.1.3", "6.1"): ("eUICC certificate invalid or revoked", "5.6.3"),
+    ("8.1.3", "6.3"): ("eUICC certificate expired or not yet valid", "5.6.3"),
+    ("8.2.6", "3.8"): ("MatchingID refused: no profile for it", "5.6.2, 5.6.3"),
+    ("8.2.5", "4.3"): ("no eligible profile for this eUICC", "5.6.3"),
+}
+
+
+def _error(subject: str, reason: str, message: str) -> SgpError:
+    assert (subject, reason) in CODES, (subject, reason)
+    return SgpError(subject, reason, message)
+
+
+# -- generic (common status codes) ---------------------------------------------
+
+def malformed(message: str) -> SgpError:
+    """1.2 / 2.1: a request element is present but not valid (SGP.22 6.5.1.4)."""
+    return _error("1.2", "2.1", message)
+
+
+def missing(message: str) -> SgpError:
+    """1.2 / 2.2: a mandatory request element is missing (SGP.22 6.5.1.4)."""
+    return _error("1.2", "2.2", message)
+
+
+def internal_error(message: str = "internal error") -> SgpError:
+    """1.2 / 4.1: execution error on the server's side (SGP.22 6.5.1.4)."""
+    return _error("1.2", "4.1", message)
+
+
+# -- the SM-DP+ and its credentials ---------------------------------------------
+
+def invalid_smdp_address(message: str) -> SgpError:
+    """8.8.1 / 3.8: the smdpAddress is not this SM-DP+ (SGP.22 5.6.1, 5.6.3)."""
+    return _error("8.8.1", "3.8", message)
+
+
+def svn_not_supported(message: str) -> SgpError:
+    """8.8.3 / 3.1: specification version number not supported (SGP.22 5.6.1)."""
+    return _error("8.8.3", "3.1", message)
+
+
+def ci_not_supported(message: str) -> SgpError:
+    """8.8.2 / 3.1: no CI public key both sides support (SGP.22 5.6.1)."""
+    return _error("8.8.2", "3.1", message)
+
+
+def unknown_ci(message: str) -> SgpError:
+    """8.11.1 / 3.9: unknown CI public key (SGP.22 5.6.1, 5.6.3)."""
+    return _error("8.11.1", "3.9", message)
+
+
+def invalid_smdp_oid(message: str) -> SgpError:
+    """8.8 / 3.10: the SM-DP+ OID in the eUICC's data is not ours (SGP.22 5.6.5)."""
+    return _error("8.8", "3.10", message)
+
+
+# -- the session ------------------------------------------------------------------
+
+def unknown_transaction(message: str) -> SgpError:
+    """8.10.1 / 3.9: unknown (or no longer usable) TransactionId (SGP.22 5.6.2-5.6.5)."""
+    return _error("8.10.1", "3.9", message)
+
+
+# -- the eUICC and its certificates ----------------------------------------------
+
+def euicc_signature_invalid(message: str) -> SgpError:
+    """8.1 / 6.1: eUICC signature or signed content invalid (SGP.22 5.6.2-5.6.5)."""
+    return _error("8.1", "6.1", message)
+
+
+def euicc_reported_error(message: str) -> EuiccReportedError:
+    """8.1 / 6.1 as :class:`EuiccReportedError`: the eUICC answered with an error
+    (authenticateResponseError, SGP.22 5.6.3; downloadResponseError, 5.6.2)."""
+    return EuiccReportedError("8.1", "6.1", message)
+
+
+def eum_certificate_invalid(message: str) -> SgpError:
+    """8.1.2 / 6.1: EUM certificate (or a sub-CA) invalid (SGP.22 5.6.3).
+
+    SGP.22 has no reason of its own for a revoked certificate: revocation is
+    "verification failed" (6.1)."""
+    return _error("8.1.2", "6.1", message)
+
+
+def eum_certificate_expired(message: str) -> SgpError:
+    """8.1.2 / 6.3: EUM certificate (or a sub-CA) expired (SGP.22 5.6.3)."""
+    return _error("8.1.2", "6.3", message)
+
+
+def euicc_certificate_invalid(message: str) -> SgpError:
+    """8.1.3 / 6.1: eUICC certificate invalid or revoked (SGP.22 5.6.3)."""
+    return _error("8.1.3", "6.1", message)
+
+
+def euicc_certificate_expired(message: str) -> SgpError:
+    """8.1.3 / 6.3: eUICC certificate expired (SGP.22 5.6.3)."""
+    return _error("8.1.3", "6.3", message)
+
+
+# -- the profile ------------------------------------------------------------------
+
+def matching_id_refused(message: str) -> SgpError:
+    """8.2.6 / 3.8: no profile for this MatchingID (SGP.22 5.6.3)."""
+    return _error("8.2.6", "3.8", message)
+
+
+def no_eligible_profile(message: str) -> SgpError:
+    """8.2.5 / 4.3: no profile can be offered to this eUICC (SGP.22 5.6.3)."""
+    return _error("8.2.5", "4.3", message)
