@@ -1,6 +1,6 @@
 """A fresh data folder for a benchmark server, and the eUICCs that download from it.
 
-The folder has the layout ``smdpp.cli`` expects: ``certs/`` with a test PKI
+The folder has the layout ``smdpp.app`` expects: ``certs/`` with a test PKI
 on the chosen curve (:func:`smdpp.pki.issue.create_test_pki`), ``euicc/``
 with its EUM key, and ``upp/`` with one profile of the chosen size:
 

@@ -154,8 +154,8 @@ def _logging(mode: str) -> None:
 
 
 def _build_engine(data_dir: Path, store: str) -> RspEngine:
-    from smdpp import cli
-    return cli.build_engine(cli.parse_args(["--data-dir", str(data_dir), "--store", store,
+    from smdpp import app, cli  # the engine a server started with these options would have
+    return app.build_engine(cli.parse_args(["--data-dir", str(data_dir), "--store", store,
                                             "--hostname", datadir.HOSTNAME]))
 
 

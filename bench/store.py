@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 
 from smdpp.rsp.session import Session, SessionState
 from smdpp.store import JournalStore, MemoryStore, ShelveStore
-from smdpp.store.base import SessionStore
+from smdpp.rsp.session_store import SessionStore
 
 __all__ = ["main", "measure", "parse_args"]
 

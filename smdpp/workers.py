@@ -9,7 +9,7 @@ store connection, binds its own ``SO_REUSEPORT`` listening socket to that
 address and hands it to its own Twisted reactor; the kernel spreads incoming
 connections over the listening sockets, so the calls of one download may
 reach different workers, which is why the store must be shared and its
-:meth:`~smdpp.store.base.SessionStore.put_if` atomic.
+:meth:`~smdpp.rsp.session_store.SessionStore.put_if` atomic.
 
 The parent prints the usual "serving ES9+" line once every worker listens,
 restarts a worker that dies abnormally, passes SIGHUP on to every worker (each
@@ -250,7 +250,7 @@ class Supervisor:
     def _serve(self, ready_fd: int | None) -> int:
         from twisted.internet import reactor
 
-        from smdpp.cli import build_engine, serve
+        from smdpp.app import build_engine, serve
 
         engine = build_engine(self.args, self.material)  # this worker's own store connection
 
@@ -302,7 +302,7 @@ def _tag_log_lines(index: int) -> None:
 
 def run_workers(args: argparse.Namespace) -> int:
     """``--workers N`` with N > 1: the parent process; returns the exit code."""
-    from smdpp.cli import load_material
+    from smdpp.app import load_material
     from smdpp.store import is_shared, open_store, redact_url
 
     if not is_shared(args.store):

@@ -28,7 +28,7 @@ from smdpp.profiles.inventory import Profile, ProfileInventory
 from smdpp import status
 from smdpp.rsp import messages
 from smdpp.rsp.session import Session, SessionState
-from smdpp.store.base import SessionStore
+from smdpp.rsp.session_store import SessionStore
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from smdpp.store.base import SessionStore
+from smdpp.rsp.session_store import SessionStore
 from smdpp.store.journal import JournalStore, StoreInUseError
 from smdpp.store.memory import MemoryStore
 from smdpp.store.record import RecordCodec

@@ -33,7 +33,8 @@ from typing import Any, Iterator, NoReturn
 
 import pytest
 
-from smdpp.cli import load_material, parse_args
+from smdpp.app import load_material
+from smdpp.cli import parse_args
 from smdpp.euicc.card import SoftEuicc
 from smdpp.euicc.es9 import Es9Client, Es9Reply, b64e
 from smdpp.rsp.session import Session, SessionState

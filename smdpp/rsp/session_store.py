@@ -1,4 +1,8 @@
-"""The session store interface used by the RSP engine."""
+"""The session store interface the RSP engine needs (SGP.22 3.1.3: sessions between calls).
+
+It belongs to the core that uses it: the backends in :mod:`smdpp.store`
+implement it and import :mod:`smdpp.rsp`, never the reverse.
+"""
 from __future__ import annotations
 
 from typing import Protocol

@@ -1,0 +1,177 @@
+"""Start-up wiring of the SM-DP+: material, engine, serving, TLS, SIGHUP.
+
+Everything between the parsed command line (:mod:`smdpp.cli`) and the
+reactor: prepare the data folder (on first start with an empty ``certs/`` a
+private test PKI shaped like SGP.26, with no ``upp/*.der`` a generated test
+profile), load certificates and profiles, open the session store, build the
+:class:`~smdpp.rsp.engine.RspEngine`, put the HTTP front end (and ``--tls``)
+around it, reload CRLs on SIGHUP, expire sessions.  :mod:`smdpp.workers`
+uses the same functions in each worker process.  The settings arrive as the
+``argparse.Namespace`` of :func:`smdpp.cli.parse_args`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from smdpp.rsp.engine import EngineConfig, RspEngine
+
+if TYPE_CHECKING:  # loaded at run time only by the functions that need them
+    from smdpp.pki.store import CertificateStore
+    from smdpp.profiles.inventory import ProfileInventory
+
+# the logger of the start-up lines since osmo-smdpp's shape (operators grep for "smdpp:")
+log = logging.getLogger("smdpp")
+
+
+def load_material(args: argparse.Namespace) -> tuple[CertificateStore, ProfileInventory]:
+    """Prepare the data folder; load certificates and profiles (no session store yet)."""
+    from smdpp.pki.issue import ensure_test_pki
+    from smdpp.pki.store import CertificateStore
+    from smdpp.profiles.inventory import ProfileInventory, ensure_test_profile
+
+    data_dir: Path = args.data_dir
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    certs_dir, upp_dir, euicc_dir = data_dir / "certs", data_dir / "upp", data_dir / "euicc"
+    upp_dir.mkdir(mode=0o700, exist_ok=True)
+    if ensure_test_pki(certs_dir, euicc_dir, hostname=args.hostname):
+        log.warning("no CI certificate in %s: created a private test PKI there, and a test "
+                    "eUICC identity in %s (use it with: smdpp-lpa download --identity %s)",
+                    certs_dir, euicc_dir, euicc_dir)
+    created = ensure_test_profile(upp_dir)
+    if created is not None:
+        log.warning("no profile in %s: generated the test profile %s (matchingId %s)",
+                    upp_dir, created, created.stem)
+    # CRLs (SGP.22 4.5.2.1): loaded now and again on SIGHUP; a bad one stops the start
+    certs = CertificateStore.load(certs_dir, data_dir / "crl")
+    certs.preferred_curve = "brainpoolP256r1" if args.brainpool else None
+    profiles = ProfileInventory.load(upp_dir)
+    log.info("%d CI(s), %d profile(s): %s", len(certs.ci_pkids), len(profiles),
+             ", ".join(sorted(p.matching_id for p in profiles)))
+    log.info("credential sets: %s; %d CRL(s) from %s", ", ".join(
+        f"{certs.credentials(pkid).curve} (CI {pkid.hex()})"
+        for pkid in certs.ci_pkids if pkid in certs.credential_pkids) or "none",
+        len(certs.crls), data_dir / "crl")
+    return certs, profiles
+
+
+def build_engine(args: argparse.Namespace,
+                 material: tuple[CertificateStore, ProfileInventory] | None = None
+                 ) -> RspEngine:
+    """The engine over ``material`` (default: :func:`load_material`) and a new store connection."""
+    from smdpp.store import open_store
+
+    certs, profiles = material if material is not None else load_material(args)
+    store = open_store(args.store, args.data_dir)
+    config = EngineConfig(hostname=args.hostname, session_lifetime=args.session_lifetime)
+    return RspEngine(certs, profiles, store, config)
+
+
+def run(args: argparse.Namespace) -> int:
+    """One process: build the engine and serve until the reactor stops; the exit code."""
+    try:
+        engine = build_engine(args)
+    except (OSError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return serve(engine, args)
+
+
+def serve(engine: RspEngine, args: argparse.Namespace,
+          listen: Callable[[Any], Any] | None = None,
+          on_listening: Callable[[str, int], None] | None = None) -> int:
+    """Serve ES9+ with ``engine`` in this process until the reactor stops.
+
+    ``listen(site)`` opens the listening port (default: TCP on --host/--port);
+    ``on_listening(host, port)`` is told where it listens (default: the
+    "serving ES9+" log line).  ``--workers`` (:mod:`smdpp.workers`) passes both.
+    """
+    from twisted.internet import reactor, task
+    from twisted.internet.error import CannotListenError
+    from smdpp.http.es9p import Es9pApi
+
+    api = Es9pApi(engine)
+    site: Any
+    if args.http == "klein":
+        from smdpp.http.klein_routes import Es9pRoutes
+        site = Es9pRoutes(api).site()
+    else:
+        from smdpp.http.server import HttpFactory
+        site = HttpFactory(api.handle, api.max_body)
+    factory: Any = site
+    scheme = "http"
+    if args.tls:
+        dptls = tls_server(engine)
+        if dptls is None:
+            engine.store.close()
+            return 1
+        factory, scheme = dptls.wrap(site), "https"
+    try:
+        if listen is None:
+            port = reactor.listenTCP(args.port, factory, interface=args.host)
+        else:
+            port = listen(factory)
+    except CannotListenError as exc:
+        log.error("cannot listen on %s:%d: %s", args.host, args.port, exc.socketError)
+        engine.store.close()
+        return 1
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", args.host, args.port, exc)
+        engine.store.close()
+        return 1
+    address = port.getHost()
+    reload_crls_on_sighup(engine.certs, reactor)
+    expiry = task.LoopingCall(engine.expire_sessions)
+    expiry.start(min(60.0, args.session_lifetime), now=True)
+    reactor.addSystemEventTrigger("before", "shutdown", engine.store.close)
+    if on_listening is None:
+        log.info("serving ES9+ for %s on %s://%s:%d/gsma/rsp2/es9plus/", args.hostname,
+                 scheme, address.host, address.port)
+        sys.stdout.flush()
+    else:
+        on_listening(address.host, address.port)
+    reactor.run()
+    return 0
+
+
+def reload_crls_on_sighup(certs: CertificateStore, reactor: Any) -> None:
+    """SIGHUP reads the CRL folder again; if a file fails, the CRLs in use stay (and it is logged)."""
+    import signal
+
+    def reload() -> None:
+        try:
+            count = certs.reload_crls()
+        except ValueError as exc:
+            log.error("SIGHUP: CRLs not reloaded, still using the previous %d: %s", len(certs.crls), exc)
+            return
+        log.info("SIGHUP: %d CRL(s) in use", count)
+
+    # The handler only schedules the reload: the reactor runs it between requests.
+    signal.signal(signal.SIGHUP, lambda signo, frame: reactor.callFromThread(reload))
+
+
+def tls_server(engine: RspEngine) -> Any | None:
+    """The TLS side of ``--tls`` (:mod:`smdpp.http.tls`) over the loaded DPtls, its start-up lines logged.
+
+    None, after one "cannot start" line naming the file or what OpenSSL
+    lacks, if it cannot be served.
+    """
+    try:
+        from smdpp.http.tls import DptlsServer
+    except ImportError as exc:
+        log.error("cannot start: --tls needs pyOpenSSL (%s): pip install pyOpenSSL, or run "
+                  "without --tls behind nginx (contrib/nginx-smdpp.conf)", exc)
+        return None
+    try:
+        # The certificate store checks each DPtls (CI, policy, dates, CRL, key); then OpenSSL's part.
+        dptls = DptlsServer.from_credentials(engine.certs.check_tls())
+    except ValueError as exc:  # TlsSetupError included
+        log.error("cannot start: %s", exc)
+        return None
+    log.info("%s", dptls.summary)
+    for warning in dptls.warnings:
+        log.warning("%s", warning)
+    return dptls
