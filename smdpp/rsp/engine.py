@@ -27,7 +27,16 @@ from smdpp.pki.store import CertificateStore
 from smdpp.profiles.inventory import Profile, ProfileInventory
 from smdpp import status
 from smdpp.rsp import messages
-from smdpp.rsp.session import Session, SessionState
+from smdpp.rsp.session import Session
+from smdpp.rsp.states import (
+    ALLOWED,
+    END_STATES,
+    EXPIRED,
+    FAILED,
+    Es9Function,
+    SessionState,
+    next_state,
+)
 from smdpp.rsp.session_store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -73,30 +82,49 @@ class RspEngine:
 
     # -- helpers ---------------------------------------------------------
 
-    def _session(self, transaction_id: str, *allowed: SessionState) -> Session:
-        """The live session for a TransactionId (hex) in one of the allowed states."""
+    def _session(self, transaction_id: str, function: Es9Function) -> Session:
+        """The live session for a TransactionId (hex) in which ``function`` may run.
+
+        The states come from the table (:data:`~smdpp.rsp.states.ALLOWED`);
+        anything else is 8.10.1 / 3.9 (SGP.22 5.6.2-5.6.5).  A live session
+        past its lifetime ends here as EXPIRED.
+        """
         tid = _normalise_tid(transaction_id)
         session = self.store.get(tid)
         if session is None:
             raise status.unknown_transaction(f"unknown transactionId {tid}")
         if self.clock() > session.expires:
-            self.store.delete(tid)
-            self._euicc_keys.pop(tid, None)
-            log.info("transactionId=%s: expired", tid)
+            if not session.state.finished:
+                self._end(session, EXPIRED, {"error": "expired"})
+                log.info("transactionId=%s: expired", tid)
             raise status.unknown_transaction(f"transactionId {tid} has expired")
+        allowed = ALLOWED[function]
         if session.state not in allowed:
             raise status.unknown_transaction(
-                f"transactionId {tid} is in state {session.state.value}, "
-                f"not {' or '.join(s.value for s in allowed)}")
+                f"transactionId {tid} is in state {session.state.value}, not "
+                f"{' or '.join(sorted(s.value for s in allowed))} as {function.value} needs")
         return session
 
-    def _fail(self, session: Session, error: SgpError) -> SgpError:
-        """End a session that the eUICC's data has made unusable, then return the error."""
+    def _advance(self, session: Session, function: Es9Function) -> None:
+        """Move a live session on by the table after ``function`` succeeded, and write it."""
         previous = session.state
-        session.finish(SessionState.CANCELLED, {
-            "error": f"{error.subject_code}/{error.reason_code}", "message": error.message})
+        target = next_state(function, previous)
+        assert target is not None and target not in END_STATES, (function, previous)
+        session.state = target
+        self._commit(session, previous)
+
+    def _end(self, session: Session, state: SessionState, result: dict[str, Any]) -> None:
+        """The one way a session ends: record ``result`` in an end state, forget its keys."""
+        assert state in END_STATES, state
+        previous = session.state
+        session.finish(state, result)
         self._commit(session, previous)
         self._euicc_keys.pop(session.transaction_id, None)
+
+    def _fail(self, session: Session, error: SgpError) -> SgpError:
+        """End a session that the eUICC's data has made unusable (FAILED), then return the error."""
+        self._end(session, FAILED, {
+            "error": f"{error.subject_code}/{error.reason_code}", "message": error.message})
         log.info("transactionId=%s: ended on %s/%s: %s", session.transaction_id,
                  error.subject_code, error.reason_code, error.message)
         return error
@@ -172,7 +200,9 @@ class RspEngine:
                                     + encode_tlv(b"\x83", smdp_address.encode())
                                     + encode_tlv(b"\x84", server_challenge))
         now = self.clock()
-        session = Session(transaction_id=tid.hex().upper(), state=SessionState.INITIATED,
+        first = next_state(Es9Function.INITIATE_AUTHENTICATION, None)
+        assert first is not None
+        session = Session(transaction_id=tid.hex().upper(), state=first,
                           created=now, expires=now + self.config.session_lifetime,
                           smdp_address=smdp_address, euicc_challenge=euicc_challenge,
                           server_challenge=server_challenge, ci_pkid=ci_pkid)
@@ -193,7 +223,7 @@ class RspEngine:
     def authenticate_client(self, transaction_id: str,
                             authenticate_server_response: bytes) -> dict[str, Any]:
         """Authenticate the eUICC, pick its profile, sign smdpSigned2 with SK.DPpb.ECDSA."""
-        session = self._session(transaction_id, SessionState.INITIATED)
+        session = self._session(transaction_id, Es9Function.AUTHENTICATE_CLIENT)
         tid = session.transaction_id
         try:
             resp = messages.parse_authenticate_server_response(authenticate_server_response)
@@ -218,7 +248,6 @@ class RspEngine:
         # SGP.22 5.6.3: smdpSignature2 covers smdpSigned2 and the euiccSignature1 TLV
         smdp_signature2 = encode_tlv(messages.SIGNATURE_TAG, sign_plain(
             creds.pb_key, smdp_signed2 + resp.euicc_signature1_tlv))
-        session.state = SessionState.AUTHENTICATED
         session.eid = identity.eid
         # the SubjectPublicKeyInfo as it is in the certificate: no re-encoding needed
         session.euicc_public_key = identity.public_key_der or identity.public_key.public_bytes(
@@ -226,7 +255,7 @@ class RspEngine:
         session.matching_id = profile.matching_id
         session.iccid = profile.iccid
         session.smdp_signature2 = smdp_signature2
-        self._commit(session, SessionState.INITIATED)
+        self._advance(session, Es9Function.AUTHENTICATE_CLIENT)
         self._keep_euicc_key(session, identity.public_key)
         log.info("transactionId=%s: authenticateClient EID %s, matchingId %s, ICCID %s",
                  tid, identity.eid, profile.matching_id, profile.iccid)
@@ -282,9 +311,7 @@ class RspEngine:
     def get_bound_profile_package(self, transaction_id: str,
                                   prepare_download_response: bytes) -> dict[str, Any]:
         """Verify euiccSignature2, derive fresh session keys and bind the profile."""
-        session = self._session(transaction_id, SessionState.AUTHENTICATED,
-                                SessionState.BPP_DELIVERED)
-        previous = session.state
+        session = self._session(transaction_id, Es9Function.GET_BOUND_PROFILE_PACKAGE)
         tid = session.transaction_id
         try:
             resp = messages.parse_prepare_download_response(prepare_download_response)
@@ -321,13 +348,12 @@ class RspEngine:
                 protected=self._protected_profile(profile) if self.config.use_ppk else None)
         except PeerKeyError:
             raise status.malformed("euiccOtpk is not a point on the DPpb curve") from None
-        session.state = SessionState.BPP_DELIVERED
         session.euicc_otpk = resp.euicc_otpk
         session.smdp_ot_key = ot_key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption())
         session.bpp_count += 1
-        self._commit(session, previous)
+        self._advance(session, Es9Function.GET_BOUND_PROFILE_PACKAGE)
         log.info("transactionId=%s: getBoundProfilePackage, %d bytes (delivery %d)", tid,
                  len(bpp.der), session.bpp_count)
         return {"transactionId": tid, "boundProfilePackage": bpp.der}
@@ -340,18 +366,15 @@ class RspEngine:
         if isinstance(note, messages.OtherSignedNotification):
             self._other_notification(note)
             return
-        session = self._session(note.transaction_id.hex(), SessionState.BPP_DELIVERED,
-                                SessionState.DONE)
+        session = self._session(note.transaction_id.hex(), Es9Function.HANDLE_NOTIFICATION)
         if not verify_plain(self._euicc_key(session), note.signature, note.data):
             raise status.euicc_signature_invalid("euiccSignPIR does not verify")
-        if session.state is SessionState.DONE:  # an LPA may send a notification again
+        if session.state.finished:  # done already: an LPA may send a notification again
             log.info("transactionId=%s: ProfileInstallationResult repeated",
                      session.transaction_id)
             return
         result = {"success": note.success, "seqNumber": note.seq_number, **note.details}
-        session.finish(SessionState.DONE, result)
-        self._commit(session, SessionState.BPP_DELIVERED)
-        self._euicc_keys.pop(session.transaction_id, None)
+        self._end(session, _end_state(Es9Function.HANDLE_NOTIFICATION, session), result)
         log.info("transactionId=%s: ProfileInstallationResult %s (EID %s, ICCID %s)",
                  session.transaction_id, "success" if note.success else f"error {note.details}",
                  session.eid, session.iccid)
@@ -370,9 +393,7 @@ class RspEngine:
 
     def cancel_session(self, transaction_id: str, cancel_session_response: bytes) -> None:
         """Verify the eUICC-signed cancellation and end the session."""
-        session = self._session(transaction_id, SessionState.AUTHENTICATED,
-                                SessionState.BPP_DELIVERED)
-        previous = session.state
+        session = self._session(transaction_id, Es9Function.CANCEL_SESSION)
         resp = messages.parse_cancel_session_response(cancel_session_response)
         if resp.transaction_id != session.transaction_id_bytes:
             raise status.unknown_transaction("transactionId in euiccCancelSessionSigned does "
@@ -382,9 +403,8 @@ class RspEngine:
             raise status.invalid_smdp_oid(f"smdpOid {resp.smdp_oid} is not {creds.smdp_oid}")
         if not verify_plain(self._euicc_key(session), resp.signature, resp.signed):
             raise status.euicc_signature_invalid("euiccCancelSessionSignature does not verify")
-        session.finish(SessionState.CANCELLED, {"cancelReason": resp.reason})
-        self._commit(session, previous)
-        self._euicc_keys.pop(session.transaction_id, None)
+        self._end(session, _end_state(Es9Function.CANCEL_SESSION, session),
+                  {"cancelReason": resp.reason})
         log.info("transactionId=%s: cancelSession, reason %d", session.transaction_id,
                  resp.reason)
 
@@ -399,6 +419,13 @@ class RspEngine:
         if count:
             log.info("expired %d session(s)", count)
         return count
+
+
+def _end_state(function: Es9Function, session: Session) -> SessionState:
+    """The end state the table gives ``function`` from the session's state."""
+    target = next_state(function, session.state)
+    assert target is not None and target in END_STATES, (function, session.state)
+    return target
 
 
 def _normalise_tid(transaction_id: str) -> str:

@@ -1,35 +1,18 @@
-"""The RSP session record and its states (SGP.22 3.1.2 / 3.1.3).
+"""The RSP session record (SGP.22 3.1.2 / 3.1.3).
 
 One session covers one Common Mutual Authentication followed by one profile
-download, identified by the SM-DP+-generated TransactionId.  The state says
-which ES9+ call may come next, so that replays and out-of-order calls fail
-cleanly:
-
-``initiated`` (after initiateAuthentication) -> ``authenticated`` (after
-authenticateClient) -> ``bpp_delivered`` (after getBoundProfilePackage, which
-may be retried) -> ``done`` (after handleNotification), or ``cancelled`` (after
-cancelSession, or an error the eUICC reported).
+download, identified by the SM-DP+-generated TransactionId.  Its states and
+the functions that move it on are the table in :mod:`smdpp.rsp.states`
+(``SessionState`` is re-exported here for the stores).
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from smdpp.rsp.states import SessionState
 
-class SessionState(str, enum.Enum):
-    """Named states of an RSP session."""
-
-    INITIATED = "initiated"
-    AUTHENTICATED = "authenticated"
-    BPP_DELIVERED = "bpp_delivered"
-    DONE = "done"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        """True once nothing but the recorded result remains."""
-        return self in (SessionState.DONE, SessionState.CANCELLED)
+__all__ = ["Session", "SessionState"]
 
 
 @dataclass
