@@ -270,13 +270,17 @@ class CrlSet:
             return None
         return loaded, revoked
 
-    def revocation(self, cert: x509.Certificate) -> str | None:
-        """Why ``cert`` is revoked ("revoked since ... by FILE"), or None (a RevocationCheck)."""
+    def revocation(self, cert: x509.Certificate, now: datetime | None = None) -> str | None:
+        """Why ``cert`` is revoked ("revoked since ... by FILE"), or None (a RevocationCheck).
+
+        ``now`` (default: the wall clock) only decides whether the CRL is
+        stale, which is logged once: its revocations apply either way.
+        """
         found = self.entry(cert)
         if found is None:
             return None
         loaded, revoked = found
-        if loaded.stale() and loaded.path not in self._warned_stale:
+        if loaded.stale(now) and loaded.path not in self._warned_stale:
             self._warned_stale.add(loaded.path)
             log.warning("%s: CRL is past its nextUpdate; still applying its revocations", loaded.path)
         reason = _reason_name(revoked)

@@ -323,14 +323,17 @@ class CertificateStore:
         ``eum_cert_der`` certifies the eUICC certificate (EUM or EUM SubCA);
         ``other_certs`` is the v3 otherCertsInChain.  ``ci_pkid`` None means
         the loaded CI that the chain names.  Revoked certificates (the loaded
-        CRLs) are refused.  Unknown CI: 8.11.1/3.9; other failures as in
+        CRLs) are refused.  ``now`` is the moment of every date check (the
+        engine's clock; default the wall clock).  Unknown CI: 8.11.1/3.9; other failures as in
         :func:`smdpp.pki.chain.verify_euicc_chain` (8.1.2 / 8.1.3, 6.1 / 6.3).
         """
         if ci_pkid is None:
             ci_pkid = self._chain_ci(eum_cert_der, other_certs)
         ci_cert = self.ci_certificate(ci_pkid)
+        crls = self._crls
         return verify_euicc_chain(ci_cert, eum_cert_der, euicc_cert_der, now,
-                                  other_certs_der=other_certs, revoked=self._crls.revocation)
+                                  other_certs_der=other_certs,
+                                  revoked=lambda cert: crls.revocation(cert, now))
 
     def _chain_ci(self, eum_cert_der: bytes, other_certs: Sequence[bytes]) -> bytes:
         """The PKID of the loaded CI that the EUM (or a certificate above it) names."""

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from cryptography.hazmat.primitives import serialization
@@ -164,6 +165,11 @@ class RspEngine:
         assert isinstance(key, ec.EllipticCurvePublicKey)
         return key
 
+    def _utc_now(self) -> datetime:
+        """The engine's clock as the aware datetime the certificate and CRL checks take:
+        one clock for session lifetimes and certificate dates alike."""
+        return datetime.fromtimestamp(self.clock(), timezone.utc)
+
     def _address_ok(self, address: str) -> bool:
         """SGP.22 compares FQDNs case-insensitively; an activation code may add ':port'."""
         host = address.strip().lower()
@@ -232,7 +238,8 @@ class RspEngine:
         if resp.transaction_id != session.transaction_id_bytes:
             raise status.unknown_transaction("transactionId in euiccSigned1 does not match")
         identity = self.certs.verify_euicc(resp.eum_certificate, resp.euicc_certificate,
-                                           session.ci_pkid, other_certs=resp.other_certs_in_chain)
+                                           session.ci_pkid, self._utc_now(),
+                                           other_certs=resp.other_certs_in_chain)
         if not verify_plain(identity.public_key, resp.euicc_signature1, resp.euicc_signed1):
             raise status.euicc_signature_invalid("euiccSignature1 does not verify")
         if resp.server_challenge != session.server_challenge:
@@ -383,7 +390,7 @@ class RspEngine:
         """otherSignedNotification: the eUICC certificate travels with it (SGP.22 5.6.4)."""
         # no session: the CI is the one the EUM certificate names
         identity = self.certs.verify_euicc(note.eum_certificate, note.euicc_certificate, None,
-                                           other_certs=note.other_certs_in_chain)
+                                           self._utc_now(), other_certs=note.other_certs_in_chain)
         if not verify_plain(identity.public_key, note.signature, note.data):
             raise status.euicc_signature_invalid("euiccNotificationSignature does not verify")
         log.info("notification %s from EID %s (seqNumber %d, ICCID %s)", note.operation,
