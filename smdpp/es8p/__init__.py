@@ -6,7 +6,7 @@
 - :mod:`smdpp.es8p.binding`: the SM-DP+ side, :func:`bind_profile_package`;
 - :mod:`smdpp.es8p.opening`: the eUICC side, :func:`open_bound_profile_package`.
 """
-from smdpp.es8p.binding import BoundProfilePackage, bind_profile_package
+from smdpp.es8p.binding import BoundProfilePackage, bind_profile_package, new_one_time_key
 from smdpp.es8p.initialise_secure_channel import (
     InitialiseSecureChannelRequest,
     encode_initialise_secure_channel,
@@ -23,6 +23,7 @@ from smdpp.es8p.replace_session_keys import (
 __all__ = [
     "BoundProfilePackage",
     "bind_profile_package",
+    "new_one_time_key",
     "InitialiseSecureChannelRequest",
     "encode_initialise_secure_channel",
     "parse_initialise_secure_channel",

@@ -18,16 +18,15 @@ from typing import Any, Callable
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from smdpp import asn1
-from smdpp.asn1.tlv import encode_tlv
+from smdpp import asn1, status
 from smdpp.bsp import PeerKeyError
 from smdpp.errors import EuiccReportedError, SgpError
-from smdpp.es8p import ProtectedProfilePackage, bind_profile_package, protect_profile_package
+from smdpp.es8p import bind_profile_package, new_one_time_key
 from smdpp.pki.ecdsa import sign_plain, verify_plain
 from smdpp.pki.store import CertificateStore
 from smdpp.profiles.inventory import Profile, ProfileInventory
-from smdpp import status
-from smdpp.rsp import messages
+from smdpp.rsp import messages, outgoing
+from smdpp.rsp.caches import EngineCaches
 from smdpp.rsp.session import Session
 from smdpp.rsp.states import (
     ALLOWED,
@@ -43,12 +42,8 @@ from smdpp.rsp.session_store import SessionStore
 log = logging.getLogger(__name__)
 
 SUPPORTED_SVN_MAJOR = (2,)
-# ProfileClass of SGP.22 2.4.x / StoreMetadataRequest
-PROFILE_CLASSES = {"test": 0, "provisioning": 1, "operational": 2}
 # ConfigureISDPRequest (SGP.22 5.5.2) without dpProprietaryData: empty 'BF24'
 CONFIGURE_ISDP = b"\xbf\x24\x00"
-# PK.EUICC.ECDSA objects kept for the sessions in progress in this process (see _euicc_key)
-MAX_KEPT_EUICC_KEYS = 4096
 
 
 @dataclass(frozen=True)
@@ -75,10 +70,7 @@ class RspEngine:
         self.config = config or EngineConfig()
         self.clock = clock
         self._hostname = self.config.hostname.lower()
-        self._metadata: dict[str, bytes] = {}  # matchingId -> StoreMetadataRequest DER
-        self._protected: dict[str, ProtectedProfilePackage] = {}  # matchingId -> UPP under PPKs
-        # transactionId -> (expires, SPKI DER, PK.EUICC.ECDSA) of sessions in progress
-        self._euicc_keys: dict[str, tuple[float, bytes, ec.EllipticCurvePublicKey]] = {}
+        self.caches = EngineCaches()  # derived data kept in this process (rsp/caches.py)
         asn1.rsp()  # compile now, not on the first request
 
     # -- helpers ---------------------------------------------------------
@@ -120,7 +112,7 @@ class RspEngine:
         previous = session.state
         session.finish(state, result)
         self._commit(session, previous)
-        self._euicc_keys.pop(session.transaction_id, None)
+        self.caches.forget_euicc_key(session.transaction_id)
 
     def _fail(self, session: Session, error: SgpError) -> SgpError:
         """End a session that the eUICC's data has made unusable (FAILED), then return the error."""
@@ -140,30 +132,11 @@ class RspEngine:
             raise status.unknown_transaction(
                 f"transactionId {session.transaction_id} was changed by a concurrent call")
 
-    def _keep_euicc_key(self, session: Session, key: ec.EllipticCurvePublicKey) -> None:
-        """Keep the verified PK.EUICC.ECDSA object for the rest of this session's calls."""
-        keys = self._euicc_keys
-        if len(keys) >= MAX_KEPT_EUICC_KEYS:  # abandoned sessions: drop the oldest
-            del keys[next(iter(keys))]
-        assert session.euicc_public_key is not None
-        keys[session.transaction_id] = (session.expires, session.euicc_public_key, key)
-
     def _euicc_key(self, session: Session) -> ec.EllipticCurvePublicKey:
-        """PK.EUICC.ECDSA of the session (SGP.22 5.6.2, 5.6.4, 5.6.5).
-
-        The object authenticateClient took from the certificate it verified
-        in this session, if this process kept it and the session's stored key
-        is still that one; else loaded from the session's DER (another worker
-        process, a restart).  Only the loading is saved, never a verification.
-        """
-        der = session.euicc_public_key
-        assert der is not None
-        kept = self._euicc_keys.get(session.transaction_id)
-        if kept is not None and kept[1] == der:
-            return kept[2]
-        key = serialization.load_der_public_key(der)
-        assert isinstance(key, ec.EllipticCurvePublicKey)
-        return key
+        """PK.EUICC.ECDSA of the session (SGP.22 5.6.2, 5.6.4, 5.6.5), as authenticateClient
+        verified it: kept by this process, else loaded from the session's DER."""
+        assert session.euicc_public_key is not None
+        return self.caches.euicc_key(session.transaction_id, session.euicc_public_key)
 
     def _utc_now(self) -> datetime:
         """The engine's clock as the aware datetime the certificate and CRL checks take:
@@ -199,12 +172,8 @@ class RspEngine:
         creds = self.certs.credentials(ci_pkid)
         tid = os.urandom(16)
         server_challenge = os.urandom(16)
-        # ServerSigned1 (SGP.22 5.6.1): [0] transactionId, [1] euiccChallenge,
-        # [3] serverAddress, [4] serverChallenge; built directly, it is on every download
-        server_signed1 = encode_tlv(b"\x30", encode_tlv(b"\x80", tid)
-                                    + encode_tlv(b"\x81", euicc_challenge)
-                                    + encode_tlv(b"\x83", smdp_address.encode())
-                                    + encode_tlv(b"\x84", server_challenge))
+        server_signed1 = outgoing.server_signed1(tid, euicc_challenge, smdp_address,
+                                                 server_challenge)
         now = self.clock()
         first = next_state(Es9Function.INITIATE_AUTHENTICATION, None)
         assert first is not None
@@ -218,9 +187,8 @@ class RspEngine:
         return {
             "transactionId": session.transaction_id,
             "serverSigned1": server_signed1,
-            "serverSignature1": encode_tlv(messages.SIGNATURE_TAG,
-                                           sign_plain(creds.auth_key, server_signed1)),
-            "euiccCiPKIdToBeUsed": encode_tlv(b"\x04", ci_pkid),
+            "serverSignature1": outgoing.signature(sign_plain(creds.auth_key, server_signed1)),
+            "euiccCiPKIdToBeUsed": outgoing.ci_pkid(ci_pkid),
             "serverCertificate": creds.auth_cert_der,
         }
 
@@ -249,11 +217,10 @@ class RspEngine:
             raise status.invalid_smdp_address("serverAddress in euiccSigned1 does not match")
         profile = self._profile_for(resp.matching_id, identity.eid)
         creds = self.certs.credentials(session.ci_pkid)
-        # SmdpSigned2 (SGP.22 5.6.3): [0] transactionId, ccRequiredFlag BOOLEAN FALSE
-        smdp_signed2 = encode_tlv(b"\x30", encode_tlv(b"\x80", session.transaction_id_bytes)
-                                  + b"\x01\x01\x00")
+        smdp_signed2 = outgoing.smdp_signed2(session.transaction_id_bytes,
+                                             cc_required=session.cc_required)
         # SGP.22 5.6.3: smdpSignature2 covers smdpSigned2 and the euiccSignature1 TLV
-        smdp_signature2 = encode_tlv(messages.SIGNATURE_TAG, sign_plain(
+        smdp_signature2 = outgoing.signature(sign_plain(
             creds.pb_key, smdp_signed2 + resp.euicc_signature1_tlv))
         session.eid = identity.eid
         # the SubjectPublicKeyInfo as it is in the certificate: no re-encoding needed
@@ -263,12 +230,13 @@ class RspEngine:
         session.iccid = profile.iccid
         session.smdp_signature2 = smdp_signature2
         self._advance(session, Es9Function.AUTHENTICATE_CLIENT)
-        self._keep_euicc_key(session, identity.public_key)
+        self.caches.keep_euicc_key(tid, session.expires, session.euicc_public_key,
+                                   identity.public_key)
         log.info("transactionId=%s: authenticateClient EID %s, matchingId %s, ICCID %s",
                  tid, identity.eid, profile.matching_id, profile.iccid)
         return {
             "transactionId": tid,
-            "profileMetadata": self._store_metadata(profile),
+            "profileMetadata": self.caches.store_metadata(profile),
             "smdpSigned2": smdp_signed2,
             "smdpSignature2": smdp_signature2,
             "smdpCertificate": creds.pb_cert_der,
@@ -283,35 +251,6 @@ class RspEngine:
         if profile is None:
             raise status.matching_id_refused(f"no profile for matchingId {matching_id!r}")
         return profile
-
-    def _store_metadata(self, profile: Profile) -> bytes:
-        """StoreMetadataRequest ('BF25') for a profile (SGP.22 5.5.3), encoded once."""
-        cached = self._metadata.get(profile.matching_id)
-        if cached is not None:
-            return cached
-        metadata: dict[str, Any] = {
-            "iccid": profile.iccid_ef,
-            "serviceProviderName": profile.service_provider_name[:32],
-            "profileName": profile.profile_name[:64],
-        }
-        profile_class = PROFILE_CLASSES.get(profile.profile_class, 2)
-        if profile_class != 2:  # DER leaves out a DEFAULT value
-            metadata["profileClass"] = profile_class
-        encoded = self._metadata[profile.matching_id] = asn1.rsp().encode(
-            "StoreMetadataRequest", metadata)
-        return encoded
-
-    def _protected_profile(self, profile: Profile) -> ProtectedProfilePackage:
-        """The profile under its own random PPKs, protected on first use (SGP.22 2.5.5).
-
-        Each download then only protects ConfigureISDP, StoreMetadata and the
-        ReplaceSessionKeys carrying the PPKs under its own session keys.
-        """
-        protected = self._protected.get(profile.matching_id)
-        if protected is None:
-            protected = self._protected[profile.matching_id] = protect_profile_package(
-                profile.upp)
-        return protected
 
     # -- ES9+.GetBoundProfilePackage (SGP.22 5.6.2) -----------------------
 
@@ -336,23 +275,14 @@ class RspEngine:
         if profile is None:  # the UPP was removed since authenticateClient
             raise self._fail(session, status.matching_id_refused(
                 f"profile {session.matching_id!r} is no longer available"))
-        # A retry with the same otPK.EUICC.ECKA reuses otSK.DP.ECKA (SGP.22 3.1.3.2);
-        # a new otPK.EUICC.ECKA gets a new one-time key.
-        ot_key = None
-        if session.smdp_ot_key and session.euicc_otpk == resp.euicc_otpk:
-            loaded = serialization.load_der_private_key(session.smdp_ot_key, None)
-            assert isinstance(loaded, ec.EllipticCurvePrivateKey)
-            ot_key = loaded
-        else:
-            ot_key = ec.generate_private_key(creds.pb_key.curve)
+        ot_key = self._one_time_key(session, resp.euicc_otpk, creds.pb_key)
         try:  # the ECDH step loads euiccOtpk once and refuses a point off the DPpb curve
             bpp = bind_profile_package(
                 transaction_id=session.transaction_id_bytes,
                 eid=bytes.fromhex(session.eid or ""), euicc_otpk=resp.euicc_otpk,
-                dppb_key=creds.pb_key, configure_isdp=CONFIGURE_ISDP,
-                store_metadata=self._store_metadata(profile), upp=profile.upp,
-                host_id=self.config.host_id, smdp_ot_key=ot_key, use_ppk=self.config.use_ppk,
-                protected=self._protected_profile(profile) if self.config.use_ppk else None)
+                smdp_ot_key=ot_key, dppb_key=creds.pb_key, host_id=self.config.host_id,
+                configure_isdp=CONFIGURE_ISDP, store_metadata=self.caches.store_metadata(profile),
+                profile=self.caches.protected(profile) if self.config.use_ppk else profile.upp)
         except PeerKeyError:
             raise status.malformed("euiccOtpk is not a point on the DPpb curve") from None
         session.euicc_otpk = resp.euicc_otpk
@@ -364,6 +294,17 @@ class RspEngine:
         log.info("transactionId=%s: getBoundProfilePackage, %d bytes (delivery %d)", tid,
                  len(bpp.der), session.bpp_count)
         return {"transactionId": tid, "boundProfilePackage": bpp.der}
+
+    @staticmethod
+    def _one_time_key(session: Session, euicc_otpk: bytes,
+                      dppb_key: ec.EllipticCurvePrivateKey) -> ec.EllipticCurvePrivateKey:
+        """otSK.DP.ECKA for this delivery: a retry with the same otPK.EUICC.ECKA reuses the
+        session's (SGP.22 3.1.3.2); a first delivery or a new otPK.EUICC.ECKA gets a new one."""
+        if session.smdp_ot_key and session.euicc_otpk == euicc_otpk:
+            loaded = serialization.load_der_private_key(session.smdp_ot_key, None)
+            assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+            return loaded
+        return new_one_time_key(dppb_key)
 
     # -- ES9+.HandleNotification (SGP.22 5.6.4) ---------------------------
 
@@ -421,8 +362,7 @@ class RspEngine:
         """Drop sessions past their lifetime; return how many."""
         now = self.clock()
         count = self.store.expire(now)
-        for tid in [t for t, kept in self._euicc_keys.items() if kept[0] < now]:
-            del self._euicc_keys[tid]
+        self.caches.expire(now)
         if count:
             log.info("expired %d session(s)", count)
         return count

@@ -42,7 +42,7 @@ def test_engine_client_counts_each_engine_call(prepared: datadir.BenchData) -> N
         "initiate_authentication": 1, "authenticate_client": 1, "get_bound_profile_package": 1,
         "handle_notification": 1, "cancel_session": 0}
     assert all(v == [7] for v in client.counts.values() if v)
-    assert engine._euicc_keys == {}  # the session ended: its key is not kept
+    assert engine.caches.kept_euicc_keys() == 0  # the session ended: its key is not kept
 
 
 class _SwapKeyClient(EngineClient):

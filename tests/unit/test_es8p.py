@@ -15,6 +15,7 @@ from smdpp.bsp import MAX_SEGMENT_VALUE, BspError
 from smdpp.es8p import (
     bind_profile_package,
     encode_replace_session_keys,
+    new_one_time_key,
     open_bound_profile_package,
     parse_initialise_secure_channel,
     parse_replace_session_keys,
@@ -39,10 +40,14 @@ class Parties:
         self.euicc_ot = ec.generate_private_key(curve)
         self.euicc_otpk = public_point(self.euicc_ot)
 
-    def bind(self, upp: bytes, **kw):
+    def bind(self, upp: bytes, *, use_ppk: bool = True, protected=None, smdp_ot_key=None, **kw):
+        """Bind ``upp``: under fresh PPKs (``use_ppk``), the given Protected Profile Package,
+        or the session keys; with a new one-time key unless ``smdp_ot_key`` is given."""
+        profile = protected or (protect_profile_package(upp) if use_ppk else upp)
         args = dict(transaction_id=TRANSACTION_ID, eid=EID, euicc_otpk=self.euicc_otpk,
-                    dppb_key=self.dppb, configure_isdp=CONFIGURE_ISDP,
-                    store_metadata=STORE_METADATA, upp=upp, host_id=HOST_ID) | kw
+                    smdp_ot_key=smdp_ot_key or new_one_time_key(self.dppb), dppb_key=self.dppb,
+                    configure_isdp=CONFIGURE_ISDP, store_metadata=STORE_METADATA,
+                    profile=profile, host_id=HOST_ID) | kw
         return bind_profile_package(**args)
 
     def open(self, der: bytes, **kw):
@@ -297,7 +302,13 @@ def test_protected_profile_packages_have_their_own_ppks() -> None:
     assert "s_enc" not in repr(one) and one.ppk.s_enc.hex() not in repr(one)
 
 
-def test_protected_profile_package_needs_ppk(p256: Parties) -> None:
-    upp = os.urandom(100)
+def test_one_time_key_is_new_each_time_on_the_dppb_curve() -> None:
+    dppb = ec.generate_private_key(ec.BrainpoolP256R1())
+    one, two = new_one_time_key(dppb), new_one_time_key(dppb)
+    assert one.curve.name == two.curve.name == dppb.curve.name
+    assert public_point(one) != public_point(two)
+
+
+def test_one_time_key_on_another_curve_rejected(p256: Parties) -> None:
     with pytest.raises(BspError):
-        p256.bind(upp, protected=protect_profile_package(upp), use_ppk=False)
+        p256.bind(b"\x01" * 100, smdp_ot_key=ec.generate_private_key(ec.BrainpoolP256R1()))

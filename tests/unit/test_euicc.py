@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from smdpp.asn1 import rsp
 from smdpp.asn1.tlv import encode_tlv, parse_single
-from smdpp.es8p import bind_profile_package
+from smdpp.es8p import bind_profile_package, new_one_time_key, protect_profile_package
 from smdpp.euicc.card import CardError, SoftEuicc
 from smdpp.euicc.cli import main as lpa_main
 from smdpp.euicc.cli import parse_activation_code
@@ -132,9 +132,10 @@ class Smdp:
             upp: bytes | None = None) -> bytes:
         configure = rsp().encode("ConfigureISDPRequest", {"dpProprietaryData": {"dpOid": SMDP_OID}})
         return bind_profile_package(
-            transaction_id=tid, eid=eid, euicc_otpk=euicc_otpk, dppb_key=self.pb_key,
+            transaction_id=tid, eid=eid, euicc_otpk=euicc_otpk,
+            smdp_ot_key=new_one_time_key(self.pb_key), dppb_key=self.pb_key,
             configure_isdp=configure, store_metadata=metadata or store_metadata(),
-            upp=upp or make_upp(), host_id=b"smdpp-host").der
+            profile=protect_profile_package(upp or make_upp()), host_id=b"smdpp-host").der
 
 
 def decode_auth_response(response: bytes) -> tuple[str, dict[str, Any]]:
