@@ -6,7 +6,6 @@ catch, so removing that check from the server makes its test fail.
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -508,17 +507,6 @@ def test_cancel_before_authentication_is_refused(flow: Flow) -> None:
 
 
 # -- sessions -------------------------------------------------------------------------
-
-
-def test_sessions_expire(server_factory, tmp_path: Path) -> None:
-    server: RunningServer = server_factory(tmp_path / "expiry", "--session-lifetime", "1")
-    card = SoftEuicc.from_identity_dir(server.data_dir / "euicc")
-    with Es9Client(server.url) as client:
-        flow = Flow(client, card)
-        assert_ok(flow.initiate())
-        asr = flow.authenticate_server()
-        time.sleep(1.5)
-        assert_failed(flow.authenticate(asr), "8.10.1", "3.9")
 
 
 def test_interleaved_sessions_do_not_disturb_each_other(client: Es9Client,
