@@ -26,15 +26,8 @@ from OpenSSL import SSL
 from smdpp.euicc.card import SoftEuicc
 from smdpp.euicc.client import download
 from smdpp.euicc.es9 import Es9Client
-from smdpp.http.tls import (
-    SGP22_TLS12_CIPHERS,
-    ClientHello,
-    DptlsServer,
-    TlsSetupError,
-    choose_certificate,
-    parse_client_hello,
-    probe_openssl,
-)
+from smdpp.http.client_hello import ClientHello, choose_certificate, parse_client_hello
+from smdpp.http.tls import SGP22_TLS12_CIPHERS, DptlsServer, TlsSetupError, probe_openssl
 from smdpp.pki.issue import create_test_pki
 from smdpp.pki.store import CertificateStore
 
