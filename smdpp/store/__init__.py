@@ -1,4 +1,4 @@
-"""Session storage behind one small interface (see ``../shared/ARCHITECTURE.md``).
+"""Session storage behind one small interface (see ``ARCHITECTURE.md``).
 
 :class:`SessionStore` is what the RSP engine needs: get, put, put_if (an
 atomic compare-and-set on the session state), delete and expire.
