@@ -1,1 +1,2 @@
-"""The RSP engine (sans I/O): ES9+ functions, session states, SGP.22 status codes."""
+"""The RSP core (sans I/O): the engine of the ES9+ functions, the session state table,
+the messages in and out, the session store interface."""
