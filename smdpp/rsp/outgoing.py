@@ -22,7 +22,8 @@ __all__ = ["SIGNATURE_TAG", "PROFILE_CLASSES", "server_signed1", "smdp_signed2",
 # ProfileClass of SGP.22 2.4.x / StoreMetadataRequest
 PROFILE_CLASSES = {"test": 0, "provisioning": 1, "operational": 2}
 _DEFAULT_PROFILE_CLASS = PROFILE_CLASSES["operational"]
-_BOOLEAN_TAG = b"\x01"
+# ccRequiredFlag BOOLEAN as DER TLVs (TRUE is FF), ready made: it is on every download
+_CC_REQUIRED_FLAG = {False: b"\x01\x01\x00", True: b"\x01\x01\xff"}
 
 
 def server_signed1(transaction_id: bytes, euicc_challenge: bytes, server_address: str,
@@ -38,7 +39,7 @@ def server_signed1(transaction_id: bytes, euicc_challenge: bytes, server_address
 def smdp_signed2(transaction_id: bytes, cc_required: bool = False) -> bytes:
     """SmdpSigned2 (SGP.22 5.6.3): [0] transactionId, ccRequiredFlag BOOLEAN (DER: FF / 00)."""
     return encode_tlv(b"\x30", encode_tlv(b"\x80", transaction_id)
-                      + encode_tlv(_BOOLEAN_TAG, b"\xff" if cc_required else b"\x00"))
+                      + _CC_REQUIRED_FLAG[bool(cc_required)])
 
 
 def signature(value: bytes) -> bytes:
