@@ -8,7 +8,8 @@ authenticateClient, 5.6.4 handleNotification, 5.6.5 cancelSession.  Where
 SGP.22 names no code (a malformed request, the server's own failure) the
 generic codes of the common status code tables SGP.22 shares with SGP.02 are
 used: subject 1.2 with reason 2.1 (Invalid), 2.2 (Mandatory Element Missing)
-or 4.1 (Execution Error).
+or 4.2 (Execution Error).  In that table reason 4 is Processing Error and
+its Execution Error is 4.2; there is no reason 4.1 (smdpp answered 1.2/4.1 before).
 
 This module imports nothing of smdpp but :mod:`smdpp.errors`, so that
 :mod:`smdpp.pki` can raise these codes without importing the RSP core.  No
@@ -34,7 +35,7 @@ CODES: dict[tuple[str, str], tuple[str, str]] = {
     ("1.2", "2.1"): ("a request element is present but invalid (malformed JSON, base64, "
                      "DER, wrong length, wrong path/method/headers)", "6.5.1.4, common codes"),
     ("1.2", "2.2"): ("a mandatory request element is missing", "6.5.1.4, common codes"),
-    ("1.2", "4.1"): ("execution error: the server failed (its own I/O, or a bug)",
+    ("1.2", "4.2"): ("execution error: the server failed (its own I/O, or a bug)",
                      "6.5.1.4, common codes"),
     ("8.8.1", "3.8"): ("SM-DP+ address refused: not this server", "5.6.1, 5.6.3"),
     ("8.8.2", "3.1"): ("security configuration: none of the eUICC's CI keys is supported",
@@ -74,8 +75,8 @@ def missing(message: str) -> SgpError:
 
 
 def internal_error(message: str = "internal error") -> SgpError:
-    """1.2 / 4.1: execution error on the server's side (SGP.22 6.5.1.4)."""
-    return _error("1.2", "4.1", message)
+    """1.2 / 4.2: execution error on the server's side (SGP.22 6.5.1.4)."""
+    return _error("1.2", "4.2", message)
 
 
 # -- the SM-DP+ and its credentials ---------------------------------------------

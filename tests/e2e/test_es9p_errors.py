@@ -567,7 +567,7 @@ def test_mutated_messages_get_an_sgp22_refusal_never_an_internal_error(
         shared_server: RunningServer, client: Es9Client, card: SoftEuicc) -> None:
     """Real messages of each step with a few bytes changed (seeded): every answer is a
     function failure with an SGP.22 code (or a success, if the change was harmless),
-    never HTTP 5xx or the generic 1.2/4.1 of an escaped exception."""
+    never HTTP 5xx or the generic 1.2/4.2 of an escaped exception."""
     import random
 
     rnd = random.Random(20261127)
@@ -595,6 +595,6 @@ def test_mutated_messages_get_an_sgp22_refusal_never_an_internal_error(
     for reply in answers:
         codes = reply.status_code_data
         assert reply.http_status in (200, 204), reply.describe()
-        assert (codes.get("subjectCode"), codes.get("reasonCode")) != ("1.2", "4.1"), reply.describe()
+        assert (codes.get("subjectCode"), codes.get("reasonCode")) != ("1.2", "4.2"), reply.describe()
     assert sum(reply.function_status == "Failed" for reply in answers) > len(answers) // 2
     assert "Traceback" not in shared_server.log()

@@ -54,14 +54,14 @@ def _initiate(api: "Es9pApi") -> dict:
 
 def test_a_server_io_failure_is_one_log_line_and_a_generic_failure(
         caplog: pytest.LogCaptureFixture) -> None:
-    """A full disk under the session store: 1.2/4.1 to the client, one line without a
+    """A full disk under the session store: 1.2/4.2 to the client, one line without a
     traceback in the log (it is the machine's trouble, not a bug to debug)."""
     api = Es9pApi(_FailingEngine(OSError(28, "No space left on device")))  # type: ignore[arg-type]
     with caplog.at_level(logging.ERROR, logger="smdpp.http.es9p"):
         answer = _initiate(api)
     assert answer["status"] == "Failed"
     assert answer["statusCodeData"]["subjectCode"] == "1.2"
-    assert answer["statusCodeData"]["reasonCode"] == "4.1"
+    assert answer["statusCodeData"]["reasonCode"] == "4.2"
     [record] = caplog.records
     assert "initiateAuthentication failed on the server: [Errno 28] No space left" in record.message
     assert record.exc_info is None
@@ -71,6 +71,6 @@ def test_a_bug_is_logged_with_its_traceback(caplog: pytest.LogCaptureFixture) ->
     api = Es9pApi(_FailingEngine(KeyError("oops")))  # type: ignore[arg-type]
     with caplog.at_level(logging.ERROR, logger="smdpp.http.es9p"):
         answer = _initiate(api)
-    assert answer["statusCodeData"]["reasonCode"] == "4.1"
+    assert answer["statusCodeData"]["reasonCode"] == "4.2"
     [record] = caplog.records
     assert "raised unexpectedly" in record.message and record.exc_info is not None
