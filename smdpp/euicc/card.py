@@ -129,6 +129,9 @@ class SoftEuicc:
         self._session: _RspSession | None = None
         self._seq_number = 0
         self.installed: dict[str, bytes] = {}
+        #: ICCID -> the decoded StoreMetadataRequest and the ISD-P AID of each installed profile.
+        self.installed_metadata: dict[str, dict] = {}
+        self.isdp_aids: dict[str, bytes] = {}
         self.pending_notifications: dict[int, bytes] = {}
         #: Why the last command was refused, in words (the codes are in the response).
         self.last_error: str | None = None
@@ -172,6 +175,24 @@ class SoftEuicc:
     def public_key(self) -> ec.EllipticCurvePublicKey:
         """PK.EUICC.ECDSA."""
         return self._id.euicc_key.public_key()
+
+    @property
+    def seq_number(self) -> int:
+        """The last notification seqNumber used (SGP.22 5.7.9); a persistent card restores it."""
+        return self._seq_number
+
+    @seq_number.setter
+    def seq_number(self, value: int) -> None:
+        self._seq_number = value
+
+    def _free_isdp_aid(self) -> bytes:
+        """The lowest ISD-P AID no installed profile uses."""
+        used = set(self.isdp_aids.values())
+        base = int.from_bytes(_ISDP_AID_BASE, "big")
+        n = 0
+        while (aid := (base + 0x100 * n).to_bytes(16, "big")) in used:
+            n += 1
+        return aid
 
     @property
     def transaction_id(self) -> bytes | None:
@@ -398,6 +419,8 @@ class SoftEuicc:
             return iccid_ef, (BPP_COMMAND["loadProfileElements"],
                               ERROR_REASON["installFailedDueToDataMismatch"])
         self.installed[iccid] = opened.upp
+        self.installed_metadata[iccid] = metadata
+        self.isdp_aids[iccid] = self._free_isdp_aid()
         return iccid_ef, iccid
 
     def load_bound_profile_package(self, bpp: bytes) -> bytes:
@@ -408,25 +431,48 @@ class SoftEuicc:
         the result is kept in ``pending_notifications`` until the LPA removes it.
         """
         self.last_error = None
-        session = self._session
-        if session is None or session.ot_key is None:
-            raise CardError("no RSP session with a prepared download")
+        session = self._prepared_session()
         try:
             iccid_ef, outcome = self._install(bpp, session)
         finally:
             self._session = None  # otSK.EUICC.ECKA is gone with the session
+        return self._installation_result(session, iccid_ef, outcome)
+
+    def abort_load(self, error: tuple[int, int], why: str) -> bytes:
+        """End the prepared session with an error ProfileInstallationResult (BF37).
+
+        For an LPA that sends the BPP in pieces (SGP.22 5.7.6) and a piece
+        that cannot be part of one: ``error`` is ``(bppCommandId, errorReason)``.
+        """
+        session = self._prepared_session()
+        self._session = None
+        self.last_error = why
+        return self._installation_result(session, None, error)
+
+    def _prepared_session(self) -> _RspSession:
+        session = self._session
+        if session is None or session.ot_key is None:
+            raise CardError("no RSP session with a prepared download")
+        return session
+
+    def _installation_result(self, session: _RspSession, iccid_ef: bytes | None,
+                             outcome: tuple[int, int] | str) -> bytes:
         self._seq_number += 1
         common = dict(transaction_id=session.transaction_id, seq_number=self._seq_number,
                       notification_address=session.server_address, iccid_ef=iccid_ef,
                       smdp_oid=session.smdp_oid)
         if isinstance(outcome, str):
-            aid = (int.from_bytes(_ISDP_AID_BASE, "big") + 0x100 * (len(self.installed) - 1))
-            pir_data = encode_pir_data(**common, success_aid=aid.to_bytes(16, "big"))
+            pir_data = encode_pir_data(**common, success_aid=self.isdp_aids[outcome])
         else:
             pir_data = encode_pir_data(**common, error=outcome)
         pir = encode_pir(pir_data, self.sign(pir_data))
         self.pending_notifications[self._seq_number] = pir
         return pir
+
+    @property
+    def download_prepared(self) -> bool:
+        """True between a successful PrepareDownload and the end of the BPP."""
+        return self._session is not None and self._session.ot_key is not None
 
     def remove_notification(self, seq_number: int) -> bool:
         """ES10b.RemoveNotificationFromList (SGP.22 5.7.11): True if it was pending."""
