@@ -45,7 +45,9 @@ __all__ = ["VirtualEuicc"]
 log = logging.getLogger(__name__)
 
 _BPP_PIECE_TAGS = (b"\xa0", b"\xa1", b"\x88", b"\xa2", b"\xa3", b"\x86")
-_EVENT_BITS = {0: "install", 1: "enable", 2: "disable", 3: "delete"}
+_ICON_TYPES = {"jpg": 0, "png": 1}
+# asn1tools gives a DEFAULT named INTEGER by its name
+_PROFILE_CLASSES = {"test": 0, "provisioning": 1, "operational": 2}
 
 
 def _tag(request: bytes) -> bytes:
@@ -184,7 +186,8 @@ class VirtualEuicc:
         self.state.profiles.append(ProfileRecord(
             iccid=iccid, isdp_aid=self.card.isdp_aids[iccid].hex().upper(),
             service_provider_name=meta["serviceProviderName"], profile_name=meta["profileName"],
-            profile_class=meta.get("profileClass", 2), icon_type=meta.get("iconType"),
+            profile_class=_PROFILE_CLASSES.get(meta.get("profileClass", 2), meta.get("profileClass", 2)),
+            icon_type=_ICON_TYPES.get(meta.get("iconType"), meta.get("iconType")),
             icon=meta.get("icon", b"").hex(), notification_config=config,
             smdp_address=data["notificationMetadata"]["notificationAddress"],
             smdp_oid=data.get("smdpOid", ""), upp_sha256=hashlib.sha256(upp).hexdigest()))
