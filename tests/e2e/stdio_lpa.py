@@ -67,15 +67,21 @@ def progress(step: str, data: Any = None) -> None:
 
 
 class Card:
-    """ES10 over the stdio APDU driver, on the logical channel of the ISD-R."""
+    """ES10 on the logical channel of the ISD-R; the APDUs go over lpac's stdio APDU driver.
+
+    Subclasses replace :meth:`open`, :meth:`close` and :meth:`transmit` (PC/SC).
+    """
 
     def __init__(self) -> None:
+        self.channel = self.open()
+
+    def open(self) -> int:
         if exchange("apdu", {"func": "connect", "param": None})["ecode"] < 0:
             raise Failed("euicc_init", "connect")
         channel = exchange("apdu", {"func": "logic_channel_open", "param": ISD_R})["ecode"]
         if channel < 0:
             raise Failed("euicc_init", "logic_channel_open")
-        self.channel = channel
+        return channel
 
     def close(self) -> None:
         exchange("apdu", {"func": "logic_channel_close", "param": f"{self.channel:02X}"})
@@ -87,6 +93,11 @@ class Card:
         if answer["ecode"] < 0 or len(data) < 2:
             raise Failed("transmit", answer)
         return data[:-2], int.from_bytes(data[-2:], "big")
+
+    def http(self, url: str, tx: bytes) -> tuple[int, bytes | None]:
+        """POST over lpac's stdio HTTP driver; (rcode, body), body None on a transport failure."""
+        answer = exchange("http", {"url": url, "tx": tx.hex(), "headers": HEADERS})
+        return answer.get("rcode", 0), bytes.fromhex(answer["rx"]) if "rx" in answer else None
 
     def es10(self, request: bytes) -> bytes:
         cla = 0x80 | self.channel
@@ -104,17 +115,15 @@ class Card:
         return answer
 
 
-def es9(function: str, address: str, body: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
-    url = f"https://{address}/gsma/rsp2/es9plus/{function}"
-    answer = exchange("http", {"url": url, "tx": json.dumps(body).encode().hex(), "headers": HEADERS})
-    if "rx" not in answer:
+def es9(card: Card, function: str, address: str, body: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    rcode, rx = card.http(f"https://{address}/gsma/rsp2/es9plus/{function}", json.dumps(body).encode())
+    if rx is None:
         raise Failed(f"es9p_{function}", "HTTP transport failure")
-    rx = bytes.fromhex(answer["rx"])
-    return answer["rcode"], json.loads(rx) if rx else None
+    return rcode, json.loads(rx) if rx else None
 
 
-def es9_ok(function: str, address: str, body: dict[str, Any]) -> dict[str, Any]:
-    rcode, reply = es9(function, address, body)
+def es9_ok(card: Card, function: str, address: str, body: dict[str, Any]) -> dict[str, Any]:
+    rcode, reply = es9(card, function, address, body)
     status = (reply or {}).get("header", {}).get("functionExecutionStatus", {})
     if rcode != 200 or status.get("status") != "Executed-Success":
         raise Failed(f"es9p_{function}", status.get("statusCodeData") or rcode)
@@ -153,7 +162,7 @@ def download(card: Card, args: list[str]) -> Any:
     challenge = parse_single(card.es10(bytes.fromhex("BF2E00")), b"\xbf\x2e").child(b"\x80").value
     info1 = card.es10(bytes.fromhex("BF2000"))
     progress("es9p_initiate_authentication", address)
-    init = es9_ok("initiateAuthentication", address, {
+    init = es9_ok(card, "initiateAuthentication", address, {
         "euiccChallenge": b64(challenge), "euiccInfo1": b64(info1), "smdpAddress": address})
     progress("es10b_authenticate_server", address)
     request = authenticate_server_request(
@@ -162,7 +171,7 @@ def download(card: Card, args: list[str]) -> Any:
     auth = card.es10(request)
     progress("es9p_authenticate_client", address)
     tid = init["transactionId"]
-    client = es9_ok("authenticateClient", address, {"transactionId": tid,
+    client = es9_ok(card, "authenticateClient", address, {"transactionId": tid,
                                                     "authenticateServerResponse": b64(auth)})
     hash_cc = confirmation_code_hash(cc, bytes.fromhex(tid)) if cc else None
     progress("es10b_prepare_download", address)
@@ -170,7 +179,7 @@ def download(card: Card, args: list[str]) -> Any:
         unb64(client["smdpSigned2"]), unb64(client["smdpSignature2"]), unb64(client["smdpCertificate"]),
         hash_cc))
     progress("es9p_get_bound_profile_package", address)
-    bound = es9_ok("getBoundProfilePackage", address, {"transactionId": tid,
+    bound = es9_ok(card, "getBoundProfilePackage", address, {"transactionId": tid,
                                                        "prepareDownloadResponse": b64(prepare)})
     progress("es10b_load_bound_profile_package", address)
     pir = b""
@@ -223,7 +232,7 @@ def notification_process(card: Card, args: list[str]) -> Any:
         meta = note.children()[0] if note.tag == b"\x30" else note.children()[0].child(b"\xbf\x2f")
         address = meta.child(b"\x0c").value.decode()
         progress("es9p_handle_notification", seq)
-        rcode, _ = es9("handleNotification", address, {"pendingNotification": b64(note.raw)})
+        rcode, _ = es9(card, "handleNotification", address, {"pendingNotification": b64(note.raw)})
         if rcode != 204:
             raise Failed("es9p_handle_notification", rcode)
         if remove:
@@ -288,8 +297,9 @@ def chip_info(card: Card) -> Any:
             "EUICCInfo2": {"svn": ".".join(str(b) for b in parse_single(info2).child(b"\x82").value)}}
 
 
-def run(argv: list[str]) -> Any:
-    card = Card()
+def run(argv: list[str], card: Card | None = None) -> Any:
+    """Run one lpac command line on ``card`` (default: over the stdio drivers)."""
+    card = card or Card()
     try:
         match argv:
             case ["chip", "info"]:
