@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from smdpp.asn1 import rsp
 from smdpp.asn1.tlv import TlvError, encode_tlv, parse_single
 from smdpp.bsp import BspError
-from smdpp.es8p import open_bound_profile_package
+from smdpp.es8p import open_bound_profile_package, parse_initialise_secure_channel, verify_smdp_sign
 from smdpp.euicc.identity import EuiccIdentity, load_identity
 from smdpp.euicc.info import EuiccCapabilities, encode_euicc_info1, encode_euicc_info2
 from smdpp.euicc.installation import (
@@ -437,6 +437,26 @@ class SoftEuicc:
         finally:
             self._session = None  # otSK.EUICC.ECKA is gone with the session
         return self._installation_result(session, iccid_ef, outcome)
+
+    def check_initialise_secure_channel(self, request: bytes) -> tuple[int, int] | None:
+        """Verify InitialiseSecureChannel (BF23) alone, as a card does when its piece arrives.
+
+        SGP.22 5.5.1 / 5.7.6: structure, smdpSign over the received bytes and
+        otPK.EUICC.ECKA, and the session's transactionId.  None if it passes,
+        else ``(bppCommandId, errorReason)`` for :meth:`abort_load`.
+        """
+        session = self._prepared_session()
+        assert session.euicc_otpk is not None and session.dppb_cert is not None
+        try:
+            initialise = parse_initialise_secure_channel(request)
+            verify_smdp_sign(initialise, session.euicc_otpk, session.dppb_cert.public_key())
+        except BspError as exc:
+            self.last_error = f"BPP refused: {exc}"
+            return classify_bpp_error(str(exc))
+        if initialise.transaction_id != session.transaction_id:
+            self.last_error = "InitialiseSecureChannel transactionId is not the session's"
+            return BPP_COMMAND["initialiseSecureChannel"], ERROR_REASON["invalidTransactionId"]
+        return None
 
     def abort_load(self, error: tuple[int, int], why: str) -> bytes:
         """End the prepared session with an error ProfileInstallationResult (BF37).

@@ -33,7 +33,7 @@ from smdpp.asn1 import rsp
 from smdpp.asn1.tlv import Tlv, TlvError, encode_tlv, parse_single
 from smdpp.euicc import es10c
 from smdpp.euicc.apdu import SW, Es10Refused
-from smdpp.euicc.bpp_pieces import BppAssembler, BppPieceError
+from smdpp.euicc.bpp_pieces import BppAssembler, BppPieceError, read_header
 from smdpp.euicc.card import CardError, SoftEuicc
 from smdpp.euicc.es10c import RequestError, encode_integer, notification_metadata
 from smdpp.euicc.identity import load_identity
@@ -165,6 +165,13 @@ class VirtualEuicc:
             self.save()
             return pir
         if whole is None:
+            if starting:  # InitialiseSecureChannel is checked on arrival (SGP.22 5.7.6)
+                error = self.card.check_initialise_secure_channel(request[read_header(request)[2]:])
+                if error is not None:
+                    self.bpp = BppAssembler()
+                    pir = self.card.abort_load(error, self.card.last_error or "")
+                    self.save()
+                    return pir
             return b""
         pir = self.card.load_bound_profile_package(whole)
         self._record_install(pir)
