@@ -29,6 +29,7 @@ from pathlib import Path
 from smdpp.euicc.apdu import ApduCard
 from smdpp.euicc.es10 import VirtualEuicc
 from smdpp.euicc.lpac_bridge import StdioBridge, run_lpac
+from smdpp.euicc.state import lock_card
 from smdpp.euicc.vpcd import DEFAULT_PORT, serve_vpcd
 
 __all__ = ["main"]
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="smdpp-euicc %(levelname)s %(name)s: %(message)s")
     try:
+        lock_card(args.card)  # held until the process ends
         card = VirtualEuicc.open(args.card, args.identity)
     except (ValueError, OSError) as exc:
         print(f"smdpp-euicc: {exc}", file=sys.stderr)

@@ -120,7 +120,9 @@ class VirtualEuicc:
             raise Es10Refused(SW["wrong_data"], f"{name}: {exc}") from None
         if changes:
             self.save()
-        log.info("ES10 %s answered (%d bytes)", name, len(answer))
+        tid = self.card.transaction_id
+        log.info("ES10 %s answered (%d bytes)%s", name, len(answer),
+                 f", transactionId={tid.hex().upper()}" if tid else "")
         return answer
 
     # --- ES10b: download ----------------------------------------------------------------

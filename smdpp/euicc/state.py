@@ -15,6 +15,7 @@ old or the new state, never a mix.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["CardState", "ProfileRecord", "StateError", "load_state", "save_state", "new_state",
-           "STATE_FORMAT"]
+           "lock_card", "STATE_FORMAT"]
 
 STATE_FORMAT = "smdpp-virtual-euicc/1"
 #: A state file larger than this is refused unread (a card holds a few profiles).
@@ -182,3 +183,19 @@ def save_state(state: CardState, path: Path) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def lock_card(path: Path) -> int:
+    """Hold an exclusive lock on ``<path>.lock`` for the life of the process; its descriptor.
+
+    One card, one process: two (an lpac run and a vpcd card, say) would each
+    rewrite the state from their own copy.  StateError if another holds it.
+    """
+    lock_path = Path(f"{path}.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateError(f"card {path} is in use by another process (lock {lock_path})") from None
+    return fd

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import stat
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from smdpp.euicc.bpp_pieces import BppAssembler, BppPieceError, read_header
 from smdpp.euicc.es10 import VirtualEuicc
 from smdpp.euicc.es10c import iccid_to_ef
 from smdpp.euicc.lpac_bridge import StdioBridge
-from smdpp.euicc.state import StateError, load_state, save_state
+from smdpp.euicc.state import StateError, load_state, lock_card, save_state
 from smdpp.euicc.vpcd import VpcdProtocol
 from smdpp.pki.ecdsa import verify_plain
 from smdpp.rsp.messages import OtherSignedNotification, parse_pending_notification
@@ -414,3 +416,14 @@ def test_stdio_bridge_answers_and_passes_through() -> None:
     assert StdioBridge(ApduCard(echo)).handle_line(_line("http", {"url": "https://x/"})) is None
     with pytest.raises(ValueError):
         StdioBridge(ApduCard(echo), "ftp://host")
+
+
+def test_one_process_per_card(tmp_path: Path) -> None:
+    path = tmp_path / "card.json"
+    fd = lock_card(path)
+    try:
+        code = subprocess.run([sys.executable, "-c", "import sys; from smdpp.euicc.state import lock_card; "
+                               f"lock_card({str(path)!r})"], capture_output=True, text=True)
+        assert code.returncode != 0 and "in use by another process" in code.stderr
+    finally:
+        os.close(fd)
