@@ -41,6 +41,7 @@ MAX_CHANNELS = 20  # TS 102 221 allows 0-19
 #: Status words (ISO 7816-4 5.6, ETSI TS 102 221 10.2, GlobalPlatform 11.1.3).
 SW = {
     "ok": 0x9000,
+    "memory_failure": 0x6581,
     "wrong_length": 0x6700,
     "channel_not_supported": 0x6881,
     "security_not_satisfied": 0x6982,

@@ -116,10 +116,13 @@ class VirtualEuicc:
         name, function, changes = entry
         try:
             answer = function(self, request)
+            if changes:
+                self.save()
         except (RequestError, CardError, TlvError, asn1tools.Error) as exc:
             raise Es10Refused(SW["wrong_data"], f"{name}: {exc}") from None
-        if changes:
-            self.save()
+        except OSError as exc:  # the state file could not be written: the card's NVM failed
+            log.error("ES10 %s: cannot write the card state: %s", name, exc)
+            raise Es10Refused(SW["memory_failure"], f"{name}: card state not written") from None
         tid = self.card.transaction_id
         log.info("ES10 %s answered (%d bytes)%s", name, len(answer),
                  f", transactionId={tid.hex().upper()}" if tid else "")

@@ -280,6 +280,11 @@ def test_hostile_bpp_pieces_keep_the_card_intact(vcard: VirtualEuicc, pki: dict[
     # out of order: BPP pieces without a prepared download
     assert lpa.es10(bytes.fromhex("BF360A") + bytes.fromhex("BF2300"))[1] == 0x6985
     assert lpa.es10(bytes.fromhex("A000"))[1] == 0x6985
+    # out of order: PrepareDownload without AuthenticateServer, AuthenticateServer without a challenge
+    answer = rsp().decode("PrepareDownloadResponse", lpa.ok(smdp.prepare_request(os.urandom(16), bytes(64))))
+    assert answer[0] == "downloadResponseError" and answer[1]["downloadErrorCode"] == 4  # noSessionContext
+    choice, error = decode_auth_response(lpa.ok(smdp.authenticate_request(os.urandom(16))))
+    assert choice == "authenticateResponseError" and error["authenticateErrorCode"] == 6  # challenge mismatch
     # truncated TLVs and unknown functions
     assert lpa.es10(bytes.fromhex("BF2D055C01"))[1] == 0x6A80
     assert lpa.es10(bytes.fromhex("BF3105A003"))[1] == 0x6A80
@@ -427,3 +432,10 @@ def test_one_process_per_card(tmp_path: Path) -> None:
         assert code.returncode != 0 and "in use by another process" in code.stderr
     finally:
         os.close(fd)
+
+
+def test_unwritable_state_is_a_memory_failure(vcard: VirtualEuicc, pki: dict[str, Path]) -> None:  # noqa: F811
+    """The state file cannot be written (its folder is gone): SW '6581', no traceback."""
+    lpa = Lpa(vcard)
+    vcard.path = vcard.path.parent / "gone" / "card.json"  # a folder that does not exist
+    assert lpa.es10(encode_tlv(b"\xbf\x3f", encode_tlv(b"\x80", b"x.example")))[1] == 0x6581
