@@ -131,6 +131,12 @@ def test_lpac_chip_info_nickname_and_failures(server_factory, tmp_path: Path) ->
     assert code == 0, lines
     [profile] = result(lpac(card, server, "profile", "list")[1])["data"]
     assert profile["profileNickname"] == "work phone"
+    shown = subprocess.run([sys.executable, "-m", "smdpp.euicc.card_cli", "info", "--card", str(card)],
+                           capture_output=True, text=True, cwd=REPO)
+    assert shown.returncode == 0
+    assert f"EID {info['eidValue']}" in shown.stdout
+    assert f"profile {iccid} disabled" in shown.stdout and "nickname 'work phone'" in shown.stdout
+    assert "notification 1 pending" in shown.stdout  # the installation result, not sent yet
     # the card file survives the runs; a second download of the same ICCID is refused by the card
     code, lines, _ = lpac(card, server, "profile", "download", "-s", ADDRESS, "-m", "SMDPP-TEST-1")
     assert code != 0 and result(lines)["message"] == "es10b_load_bound_profile_package"
