@@ -87,7 +87,8 @@ def _open_sequence(session: BspSession, container: Tlv, tag: bytes, name: str) -
         for number, segment in enumerate(segments, start=1))
 
 
-def _single(der: bytes, tag: bytes, name: str) -> bytes:
+def single_object(der: bytes, tag: bytes, name: str) -> bytes:
+    """``der`` if it is exactly one DER data object with ``tag``; else BspError naming ``name``."""
     try:
         require_der_length(parse_single(der, tag))
     except TlvError as exc:
@@ -115,16 +116,16 @@ def open_bound_profile_package(der: bytes, *, euicc_ot_key: ec.EllipticCurvePriv
     session = BspSession(derive_session_keys(shared_secret, host_id=initialise.host_id, eid=eid))
     del shared_secret
 
-    configure_isdp = _single(
+    configure_isdp = single_object(
         _open_sequence(session, parts[1], TAG_MAC_AND_ENC, "firstSequenceOf87"),
         TAG_CONFIGURE_ISDP, "ConfigureISDPRequest")
-    store_metadata = _single(
+    store_metadata = single_object(
         _open_sequence(session, parts[2], TAG_MAC_ONLY, "sequenceOf88"),
         TAG_STORE_METADATA, "StoreMetadataRequest")
     if len(parts) == 5:
         replace = _open_sequence(session, parts[3], TAG_MAC_AND_ENC, "secondSequenceOf87")
         session.replace_session_keys(parse_replace_session_keys(
-            _single(replace, TAG_REPLACE_SESSION_KEYS, "ReplaceSessionKeysRequest")))
+            single_object(replace, TAG_REPLACE_SESSION_KEYS, "ReplaceSessionKeysRequest")))
     upp = _open_sequence(session, parts[-1], TAG_PROFILE_SEGMENT, "sequenceOf86")
     return OpenedProfilePackage(
         transaction_id=initialise.transaction_id,

@@ -11,7 +11,8 @@ own STORE DATA command,
 
 :class:`BppAssembler` checks each piece against that order (an explicit
 transition table) and joins them; when the last '86' completes the declared
-BF36 length it hands back the whole package for the eUICC to open.  A piece
+BF36 length it hands back the whole package (the card has opened it piece by
+piece meanwhile, :mod:`smdpp.euicc.bpp_stream`).  A piece
 that does not fit raises :class:`BppPieceError` naming the BPP part it was
 due for, so the eUICC can end the session with the error that SGP.22 gives.
 """

@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from smdpp.asn1 import rsp
 from smdpp.asn1.tlv import TlvError, encode_tlv, parse_single
 from smdpp.bsp import BspError
-from smdpp.es8p import open_bound_profile_package, parse_initialise_secure_channel, verify_smdp_sign
+from smdpp.es8p import OpenedProfilePackage, open_bound_profile_package
+from smdpp.euicc.bpp_stream import StreamingOpener
 from smdpp.euicc.identity import EuiccIdentity, load_identity
 from smdpp.euicc.info import EuiccCapabilities, encode_euicc_info1, encode_euicc_info2
 from smdpp.euicc.installation import (
@@ -389,6 +390,11 @@ class SoftEuicc:
         except BspError as exc:
             self.last_error = f"BPP refused: {exc}"
             return None, classify_bpp_error(str(exc))
+        return self._install_opened(opened, session)
+
+    def _install_opened(self, opened: OpenedProfilePackage,
+                        session: _RspSession) -> tuple[bytes | None, tuple[int, int] | str]:
+        """Install an opened package (transactionId, ConfigureISDP, StoreMetadata, PE-Header checks)."""
         if opened.transaction_id != session.transaction_id:
             self.last_error = "InitialiseSecureChannel transactionId is not the session's"
             return None, (BPP_COMMAND["initialiseSecureChannel"], ERROR_REASON["invalidTransactionId"])
@@ -438,25 +444,36 @@ class SoftEuicc:
             self._session = None  # otSK.EUICC.ECKA is gone with the session
         return self._installation_result(session, iccid_ef, outcome)
 
-    def check_initialise_secure_channel(self, request: bytes) -> tuple[int, int] | None:
-        """Verify InitialiseSecureChannel (BF23) alone, as a card does when its piece arrives.
+    def begin_load(self, initialise: bytes) -> StreamingOpener | tuple[int, int]:
+        """Start opening a BPP whose pieces come one by one, with its InitialiseSecureChannel (BF23).
 
-        SGP.22 5.5.1 / 5.7.6: structure, smdpSign over the received bytes and
-        otPK.EUICC.ECKA, and the session's transactionId.  None if it passes,
-        else ``(bppCommandId, errorReason)`` for :meth:`abort_load`.
+        SGP.22 5.5.1 / 5.7.6: the structure, smdpSign over the received bytes
+        and otPK.EUICC.ECKA, and the session's transactionId are checked when
+        this piece arrives.  The opener for the following segments, or
+        ``(bppCommandId, errorReason)`` for :meth:`abort_load`.
         """
         session = self._prepared_session()
-        assert session.euicc_otpk is not None and session.dppb_cert is not None
+        assert session.ot_key is not None and session.euicc_otpk is not None and session.dppb_cert is not None
         try:
-            initialise = parse_initialise_secure_channel(request)
-            verify_smdp_sign(initialise, session.euicc_otpk, session.dppb_cert.public_key())
+            opener = StreamingOpener(initialise, euicc_ot_key=session.ot_key, euicc_otpk=session.euicc_otpk,
+                                     eid=self.eid_bytes, dppb_public_key=session.dppb_cert.public_key())
         except BspError as exc:
             self.last_error = f"BPP refused: {exc}"
             return classify_bpp_error(str(exc))
-        if initialise.transaction_id != session.transaction_id:
+        if opener.initialise.transaction_id != session.transaction_id:
             self.last_error = "InitialiseSecureChannel transactionId is not the session's"
             return BPP_COMMAND["initialiseSecureChannel"], ERROR_REASON["invalidTransactionId"]
-        return None
+        return opener
+
+    def load_opened(self, opened: OpenedProfilePackage) -> bytes:
+        """Install a package a :class:`StreamingOpener` opened; the ProfileInstallationResult (BF37)."""
+        self.last_error = None
+        session = self._prepared_session()
+        try:
+            iccid_ef, outcome = self._install_opened(opened, session)
+        finally:
+            self._session = None
+        return self._installation_result(session, iccid_ef, outcome)
 
     def abort_load(self, error: tuple[int, int], why: str) -> bytes:
         """End the prepared session with an error ProfileInstallationResult (BF37).

@@ -33,11 +33,14 @@ from smdpp.asn1 import rsp
 from smdpp.asn1.tlv import Tlv, TlvError, encode_tlv, parse_single
 from smdpp.euicc import es10c
 from smdpp.euicc.apdu import SW, Es10Refused
+from smdpp.bsp import BspError
+from smdpp.es8p import OpenedProfilePackage
 from smdpp.euicc.bpp_pieces import BppAssembler, BppPieceError, read_header
+from smdpp.euicc.bpp_stream import CONTAINERS, StreamingOpener
 from smdpp.euicc.card import CardError, SoftEuicc
 from smdpp.euicc.es10c import RequestError, encode_integer, notification_metadata
 from smdpp.euicc.identity import load_identity
-from smdpp.euicc.installation import iccid_from_ef
+from smdpp.euicc.installation import classify_bpp_error, iccid_from_ef
 from smdpp.euicc.state import CardState, ProfileRecord, load_state, new_state, save_state
 
 __all__ = ["VirtualEuicc"]
@@ -81,6 +84,7 @@ class VirtualEuicc:
             self.card.installed[record.iccid] = b""  # the package itself is not kept
             self.card.isdp_aids[record.iccid] = bytes.fromhex(record.isdp_aid)
         self.bpp = BppAssembler()
+        self.opener: StreamingOpener | None = None
 
     @classmethod
     def open(cls, path: Path, identity: Path | None = None) -> "VirtualEuicc":
@@ -155,33 +159,64 @@ class VirtualEuicc:
         return self.card.cancel_session(fields["transactionId"], fields["reason"])
 
     def _bpp_piece(self, request: bytes) -> bytes:
-        """One piece of LoadBoundProfilePackage: empty answer, or the ProfileInstallationResult."""
-        starting = _tag(request) == b"\xbf\x36"
+        """One piece of LoadBoundProfilePackage: empty answer, or the ProfileInstallationResult.
+
+        Each piece is checked for its place (:class:`BppAssembler`) and opened
+        as it arrives (:class:`StreamingOpener`): a bad smdpSign, MAC or
+        segment is answered by the piece that carries it (SGP.22 5.7.6).
+        """
+        tag = _tag(request)
+        starting = tag == b"\xbf\x36"
         if not self.card.download_prepared or not (starting or self.bpp.started):
             raise Es10Refused(SW["conditions_not_satisfied"],
                               "BPP piece without a prepared download (PrepareDownload first)")
         if starting and self.bpp.started:
             self.bpp = BppAssembler()
         try:
-            whole = self.bpp.feed(request)
-        except BppPieceError as exc:
-            log.info("LoadBoundProfilePackage piece refused: %s", exc)
-            pir = self.card.abort_load(exc.error, str(exc))
+            complete = self.bpp.feed(request) is not None
+            opened = self._open_piece(tag, request, complete)
+        except (BppPieceError, BspError) as exc:
+            error = exc.error if isinstance(exc, BppPieceError) else classify_bpp_error(str(exc))
+            log.info("LoadBoundProfilePackage refused: %s", exc)
+            self.bpp, self.opener = BppAssembler(), None
+            pir = self.card.abort_load(error, str(exc))
             self.save()
             return pir
-        if whole is None:
-            if starting:  # InitialiseSecureChannel is checked on arrival (SGP.22 5.7.6)
-                error = self.card.check_initialise_secure_channel(request[read_header(request)[2]:])
-                if error is not None:
-                    self.bpp = BppAssembler()
-                    pir = self.card.abort_load(error, self.card.last_error or "")
-                    self.save()
-                    return pir
+        if opened is None:
             return b""
-        pir = self.card.load_bound_profile_package(whole)
+        self.opener = None
+        pir = self.card.load_opened(opened)
         self._record_install(pir)
         self.save()
         return pir
+
+    def _open_piece(self, tag: bytes, piece: bytes, complete: bool) -> OpenedProfilePackage | None:
+        """Verify what this piece brings; the opened package once the last segment is in."""
+        _, length, header = read_header(piece)
+        if tag == b"\xbf\x36":
+            started = self.card.begin_load(piece[header:])
+            if isinstance(started, tuple):
+                raise BppPieceError(started, self.card.last_error or "InitialiseSecureChannel refused")
+            self.opener = started
+            return None
+        opener = self.opener
+        assert opener is not None  # the assembler only takes these pieces after BF36
+        opened = None
+        if tag in (b"\xa1", b"\xa3") and header == len(piece) and length:
+            pass  # the tag and length of a sequence whose segments follow one by one
+        elif tag in CONTAINERS:
+            opened = opener.whole(tag, piece)
+        elif tag == b"\x88":
+            opener.segment(b"\xa1", piece)
+            if self.bpp.state == "after88":
+                opener.close(b"\xa1")
+        else:  # '86'
+            opener.segment(b"\xa3", piece)
+            if complete:
+                opened = opener.close(b"\xa3")
+        if complete and opened is None:
+            raise BspError("sequenceOf86: the package ended without its profile")
+        return opened
 
     def _record_install(self, pir: bytes) -> None:
         """A ProfileRecord for the profile the PIR reports as installed (disabled, SGP.22 3.1.3)."""

@@ -291,19 +291,19 @@ def test_hostile_bpp_pieces_keep_the_card_intact(vcard: VirtualEuicc, pki: dict[
     assert lpa.es10(bytes.fromhex("BF9900"))[1] == 0x6A88
     assert vcard.path.read_bytes() == before
 
-    cases = {
-        # a flipped byte in the last '86' segment: its MAC fails (loadProfileElements, scp03tSecurityError)
-        "mac": (-1, (5, 8)),
-        # a flipped byte in smdpSign (end of the BF23 piece): initialiseSecureChannel, invalidSignature
-        "signature": (0, (0, 2)),
-    }
-    for name, (index, expected) in cases.items():
+    # a flipped last byte: in smdpSign (end of the BF23 piece) -> initialiseSecureChannel,
+    # invalidSignature; in the MAC of the first '88' -> storeMetadata, scp03tSecurityError; in the
+    # MAC of the first '86' -> loadProfileElements, scp03tSecurityError.  Each is answered by the
+    # piece that carries it, and the session is over.
+    cases = {"signature": (b"\xbf", (0, 2)), "88": (b"\x88", (2, 8)), "86": (b"\x86", (5, 8))}
+    for name, (first_byte, expected) in cases.items():
         tid, otpk = lpa.prepare(smdp)
         pieces = bpp_pieces(smdp.bpp(tid, otpk, vcard.card.eid_bytes))
+        index = next(i for i, piece in enumerate(pieces) if piece[:1] == first_byte)
         pieces[index] = pieces[index][:-1] + bytes([pieces[index][-1] ^ 1])
-        # smdpSign is checked when its piece arrives, so the first piece gets the answer
         answered = next(i for i, piece in enumerate(pieces) if lpa.ok(piece) or i == len(pieces) - 1)
-        assert answered == index % len(pieces), name
+        assert answered == index, name
+        assert lpa.es10(pieces[index + 1])[1] == 0x6985, name
         result = rsp().decode("ProfileInstallationResult", parse_single(
             lpa.ok(bytes.fromhex("BF2B00"))).child(b"\xa0").children()[-1].raw)["profileInstallationResultData"]
         kind, error = result["finalResult"]
@@ -317,7 +317,7 @@ def test_hostile_bpp_pieces_keep_the_card_intact(vcard: VirtualEuicc, pki: dict[
     # the session is over: the next piece is out of order
     assert lpa.es10(pieces[1])[1] == 0x6985
     state = load_state(vcard.path)
-    assert state.profiles == [] and len(state.notifications) == 3  # three error results
+    assert state.profiles == [] and len(state.notifications) == 4  # four error results
     # and the card still downloads a good package
     assert downloaded(lpa, smdp)["finalResult"][0] == "successResult"
 
