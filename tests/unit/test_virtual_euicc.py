@@ -439,3 +439,24 @@ def test_unwritable_state_is_a_memory_failure(vcard: VirtualEuicc, pki: dict[str
     lpa = Lpa(vcard)
     vcard.path = vcard.path.parent / "gone" / "card.json"  # a folder that does not exist
     assert lpa.es10(encode_tlv(b"\xbf\x3f", encode_tlv(b"\x80", b"x.example")))[1] == 0x6581
+
+
+def test_cancel_session_and_profile_search(vcard: VirtualEuicc, pki: dict[str, Path]) -> None:  # noqa: F811
+    lpa, smdp = Lpa(vcard), Smdp(pki["certs"])
+    tid, _ = lpa.prepare(smdp)
+    request = rsp().encode("CancelSessionRequest", {"transactionId": tid, "reason": 0})
+    choice, ok = rsp().decode("CancelSessionResponse", lpa.ok(request))
+    assert choice == "cancelSessionResponseOk"
+    signed = ok["euiccCancelSessionSigned"]
+    assert (signed["transactionId"], signed["reason"]) == (tid, 0)
+    # the session is gone: a second cancel is refused, a BPP piece is out of order
+    assert rsp().decode("CancelSessionResponse", lpa.ok(request)) == ("cancelSessionResponseError", 5)
+    assert lpa.es10(bytes.fromhex("BF3605BF2300"))[1] == 0x6985
+    downloaded(lpa, smdp)
+    by_iccid = encode_tlv(b"\xbf\x2d", encode_tlv(b"\xa0", encode_tlv(b"\x5a", ICCID_EF))
+                          + encode_tlv(b"\x5c", b"\x5a\x9f\x70"))
+    [info] = parse_single(lpa.ok(by_iccid)).child(b"\xa0").children()
+    assert [t.tag for t in info.children()] == [b"\x5a", b"\x9f\x70"]  # only the tags asked for
+    by_class = encode_tlv(b"\xbf\x2d", encode_tlv(b"\xa0", encode_tlv(b"\x95", b"\x00")))
+    assert parse_single(lpa.ok(by_class)).child(b"\xa0").value == b""  # no test profile
+    assert lpa.es10(encode_tlv(b"\xbf\x2d", encode_tlv(b"\x5c", b"\x9f")))[1] == 0x6A80  # cut tag
