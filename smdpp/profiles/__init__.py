@@ -1,12 +1,16 @@
-"""Profiles: the UPP inventory and a generated test profile.
+"""Profiles: the UPP inventory, a generated test profile, and personalization.
 
 * :mod:`smdpp.profiles.inventory` loads the Unprotected Profile Packages
   (``<matchingId>.der``) and reads their ProfileHeader for the metadata;
 * :mod:`smdpp.profiles.generate` builds a TS.48-like USIM test profile;
 * :mod:`smdpp.profiles.identifiers` codes ICCID and IMSI the ways a profile
-  stores them.
+  stores them;
+* :mod:`smdpp.profiles.personalize` writes a :class:`Subscription`'s ICCID,
+  IMSI, keys, PINs and SPN into a template package (``smdpp-profile``).
 """
 from smdpp.profiles.generate import generate_default_test_profile, generate_test_profile
+from smdpp.profiles.personalize import PersonalizationError, Template, personalize
+from smdpp.profiles.subscription import FieldError, Subscription
 from smdpp.profiles.inventory import (
     InvalidUpp,
     Profile,
@@ -15,6 +19,11 @@ from smdpp.profiles.inventory import (
 )
 
 __all__ = [
+    "FieldError",
+    "PersonalizationError",
+    "Subscription",
+    "Template",
+    "personalize",
     "InvalidUpp",
     "Profile",
     "ProfileInventory",

@@ -19,6 +19,13 @@ import hashlib
 from typing import Any, Iterable
 
 from smdpp.asn1 import pe
+from smdpp.profiles.codings import (
+    encode_ef_acc,
+    encode_ef_ad,
+    encode_ef_spn,
+    pin_value,
+    puk_value,
+)
 from smdpp.profiles.identifiers import (
     encode_ef_imsi,
     iccid_to_bcd,
@@ -167,14 +174,6 @@ _DIR_RECORD_LENGTH = 2 + 2 + 16 + 2 + 16
 # domain, 85 EPS mobility management information.
 _UST_SIZE = 17
 _UST_SERVICES = (10, 12, 19, 33, 85)
-# EF.SPN (31.102 4.2.12): display condition byte + 16 bytes of name.
-_SPN_NAME_SIZE = 16
-# Code points where the SMS default alphabet has the ASCII character.
-_GSM_SAME_AS_ASCII = frozenset(
-    [*range(0x20, 0x24), *range(0x25, 0x40), *range(0x41, 0x5B), *range(0x61, 0x7B)]
-)
-# EF.AD (31.102 4.2.18) byte 1: normal operation.
-_AD_NORMAL_OPERATION = 0x00
 
 # Filler files that make a package larger (``fill_to``): transparent EFs under
 # the MF, created by PE-GenericFileManagement (SAIP 8.3.5).  File IDs 2FA0 to
@@ -233,43 +232,6 @@ def _ef_ust() -> bytes:
     for service in _UST_SERVICES:
         table[(service - 1) // 8] |= 1 << ((service - 1) % 8)
     return bytes(table)
-
-
-def _ef_spn(name: str) -> bytes:
-    """EF.SPN (31.102 4.2.12): display condition 0, then the name in the SMS
-    default alphabet (3GPP TS 23.038 6.2.1), 'FF' padded to 16 bytes."""
-    coded = name.encode("utf-8")
-    if len(coded) > _SPN_NAME_SIZE or not all(c in _GSM_SAME_AS_ASCII for c in coded):
-        raise ValueError("SPN must be up to 16 characters: letters, digits, space, "
-                         "and punctuation other than @ $ _ ` [ ] { } \\ ^ ~ |")
-    return b"\x00" + coded.ljust(_SPN_NAME_SIZE, b"\xff")
-
-
-def _ef_acc(imsi: str) -> bytes:
-    """EF.ACC (31.102 4.2.15): the access class 0-9 is the last IMSI digit
-    (3GPP TS 22.011 4.2); classes 0-7 are bits of byte 2, 8-9 of byte 1."""
-    access_class = int(imsi[-1])
-    return (1 << access_class).to_bytes(2, "big")
-
-
-def _ef_ad(mnc_length: int) -> bytes:
-    """EF.AD (31.102 4.2.18): operation mode, two RFU bytes, MNC length."""
-    if mnc_length not in (2, 3):
-        raise ValueError("mnc_length must be 2 or 3")
-    return bytes([_AD_NORMAL_OPERATION, 0x00, 0x00, mnc_length])
-
-
-def _pin_value(pin: str, what: str) -> bytes:
-    """A PIN as ETSI TS 102 221 9.5.1 stores it: ASCII digits, 'FF' padded to 8."""
-    if not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 8):
-        raise ValueError(f"{what} must be 4 to 8 decimal digits")
-    return pin.encode("ascii").ljust(8, b"\xff")
-
-
-def _puk_value(puk: str, what: str) -> bytes:
-    if not (puk.isascii() and puk.isdigit() and len(puk) == 8):
-        raise ValueError(f"{what} must be 8 decimal digits")
-    return puk.encode("ascii")
 
 
 def _content(data: bytes) -> list[tuple[str, Any]]:
@@ -412,17 +374,17 @@ def generate_test_profile(
     puk_codes = {
         "puk-Header": ids.header(),
         "pukCodes": [
-            {"keyReference": _KEY_PUK1, "pukValue": _puk_value(puk1, "puk1")},
-            {"keyReference": _KEY_PUK2, "pukValue": _puk_value(puk2, "puk2")},
+            {"keyReference": _KEY_PUK1, "pukValue": puk_value(puk1, "puk1")},
+            {"keyReference": _KEY_PUK2, "pukValue": puk_value(puk2, "puk2")},
         ],
     }
     # A PE-PINCodes applies to the DF created just before it: here the MF.
     mf_pins = {
         "pin-Header": ids.header(),
         "pinCodes": ("pinconfig", [
-            {"keyReference": _KEY_PIN1, "pinValue": _pin_value(pin1, "pin1"),
+            {"keyReference": _KEY_PIN1, "pinValue": pin_value(pin1, "pin1"),
              "unblockingPINReference": _KEY_PUK1, "pinAttributes": _PIN1_ATTRIBUTES},
-            {"keyReference": _KEY_ADM1, "pinValue": _pin_value(adm1, "adm1"),
+            {"keyReference": _KEY_ADM1, "pinValue": pin_value(adm1, "adm1"),
              "pinAttributes": _ADM_ATTRIBUTES, "maxNumOfAttemps-retryNumLeft": _ADM_ATTEMPTS},
         ]),
     }
@@ -440,17 +402,17 @@ def generate_test_profile(
         # numbers resolve to the rules written above.
         "ef-arr": [("fileDescriptor", {"linkPath": bytes.fromhex("2F06")})],
         "ef-ust": _content(_ef_ust()),
-        "ef-spn": _content(_ef_spn(spn)),
+        "ef-spn": _content(encode_ef_spn(spn)),
         "ef-est": _content(b"\x00"),  # FDN, BDN, APN control all off
-        "ef-acc": _content(_ef_acc(imsi)),
-        "ef-ad": _content(_ef_ad(mnc_length)),
+        "ef-acc": _content(encode_ef_acc(imsi)),
+        "ef-ad": _content(encode_ef_ad(mnc_length, bytes(3))),
         # No change: an empty EF.ECC makes the handset use 112 and 911.
         "ef-ecc": [],
     }
     usim_pins = {
         "pin-Header": ids.header(),
         "pinCodes": ("pinconfig", [
-            {"keyReference": _KEY_PIN2, "pinValue": _pin_value(pin2, "pin2"),
+            {"keyReference": _KEY_PIN2, "pinValue": pin_value(pin2, "pin2"),
              "unblockingPINReference": _KEY_PUK2, "pinAttributes": _LOCAL_PIN_ATTRIBUTES},
         ]),
     }

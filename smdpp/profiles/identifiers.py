@@ -94,3 +94,30 @@ def encode_ef_imsi(imsi: str) -> bytes:
     swapped = "".join(nibbles[i + 1] + nibbles[i] for i in range(0, len(nibbles), 2))
     body = bytes.fromhex(swapped)
     return (bytes([len(body)]) + body).ljust(EF_IMSI_SIZE, b"\xff")
+
+
+def decode_ef_imsi(data: bytes) -> str:
+    """The IMSI digits of EF.IMSI content (3GPP TS 31.102 4.2.2); ValueError if malformed.
+
+    The inverse of :func:`encode_ef_imsi`: the length byte counts the bytes
+    that carry the identity; the first nibble is the type-and-parity nibble.
+    """
+    if not data or not 1 <= data[0] <= EF_IMSI_SIZE - 1 or len(data) < 1 + data[0]:
+        raise ValueError("EF.IMSI: bad length byte")
+    body = data[1:1 + data[0]]
+    nibbles = "".join(f"{b & 0x0F:X}{b >> 4:X}" for b in body)
+    type_and_parity, digits = nibbles[0], nibbles[1:]
+    if type_and_parity not in ("1", "9"):
+        raise ValueError("EF.IMSI: the identity type is not IMSI")
+    if type_and_parity == "1":  # even number of digits: the last nibble is the filler
+        if not digits.endswith("F"):
+            raise ValueError("EF.IMSI: missing 'F' filler")
+        digits = digits[:-1]
+    if not digits.isdigit() or not _MIN_IMSI_DIGITS <= len(digits) <= _MAX_IMSI_DIGITS:
+        raise ValueError("EF.IMSI: the digits are not an IMSI")
+    return digits
+
+
+def validate_imsi(imsi: str) -> None:
+    """Raise ValueError unless ``imsi`` is 6 to 15 decimal digits (3GPP TS 23.003 2.2)."""
+    _require_digits(imsi, "IMSI", _MIN_IMSI_DIGITS, _MAX_IMSI_DIGITS)
