@@ -5,6 +5,8 @@
 
 The eUICC lives only for the run: the profile is verified, installed in
 memory, reported to the SM-DP+, and can be written out with ``--save-upp``.
+After the installation the ICCID and IMSI read from the decrypted profile
+package are printed, so a personalized profile shows that its values arrived.
 Exit status 0 on success, 1 when the download fails (the failed step and the
 SGP.22 codes are printed), 2 for usage errors.
 """
@@ -19,6 +21,8 @@ from smdpp.activation import ActivationCode, parse_activation_code
 from smdpp.euicc.card import SoftEuicc
 from smdpp.euicc.client import DownloadError, download
 from smdpp.euicc.es9 import Es9Client
+from smdpp.profiles.elements import InvalidPackage
+from smdpp.profiles.show import installed_identifiers
 
 __all__ = ["main", "ActivationCode", "parse_activation_code"]
 
@@ -83,6 +87,11 @@ def _download(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     name = result.metadata.get("profileName", "")
     print(f"installed profile ICCID {result.iccid} ({name!r}) on EID {euicc.eid}, "
           f"transactionId {result.transaction_id}")
+    try:
+        iccid, imsi = installed_identifiers(result.upp)
+        print(f"installed profile package: ICCID {iccid}, IMSI {imsi or '(no USIM EF.IMSI)'}")
+    except InvalidPackage as exc:
+        print(f"warning: the installed package cannot be read: {exc}", file=sys.stderr)
     if not result.notification_sent:
         print(f"warning: the installation result was not accepted: {result.notification_error}",
               file=sys.stderr)

@@ -17,6 +17,9 @@ SPN_NAME_SIZE = 16  # EF.SPN: display condition byte + 16 bytes of name
 _GSM_SAME_AS_ASCII = frozenset(
     [*range(0x20, 0x24), *range(0x25, 0x40), *range(0x41, 0x5B), *range(0x61, 0x7B)]
 )
+# ASCII characters at other code points of the SMS default alphabet.
+_GSM_MOVED = {ord("@"): 0x00, ord("$"): 0x02, ord("_"): 0x11}
+_GSM_MOVED_BACK = {gsm: chr(char) for char, gsm in _GSM_MOVED.items()}
 _AD_MNC_LENGTH_BYTE = 3  # EF.AD byte 4 (index 3), bits b1-b4
 _PIN_SIZE = 8
 # Access classes 0-9 are ordinary subscribers (TS 22.011 4.2); in EF.ACC they
@@ -28,20 +31,23 @@ _ORDINARY_CLASSES_MASK = 0x03FF
 def encode_ef_spn(name: str, display_condition: int = 0) -> bytes:
     """EF.SPN: the display condition byte, then the name 'FF' padded to 16 bytes.
 
-    Only characters that the SMS default alphabet codes like ASCII are
-    accepted, so the name is stored without a conversion table.
+    Only the ASCII characters of the SMS default alphabet's basic table
+    are accepted (one byte each, no escape sequences).
     """
-    coded = name.encode("utf-8")
-    if not coded or len(coded) > SPN_NAME_SIZE or not all(c in _GSM_SAME_AS_ASCII for c in coded):
+    raw = name.encode("utf-8")
+    if not raw or len(raw) > SPN_NAME_SIZE or not all(
+            c in _GSM_SAME_AS_ASCII or c in _GSM_MOVED for c in raw):
         raise ValueError("SPN must be 1 to 16 characters: letters, digits, space, "
-                         "and punctuation other than @ $ _ ` [ ] { } \\ ^ ~ |")
+                         "and punctuation other than ` [ ] { } \\ ^ ~ |")
+    coded = bytes(_GSM_MOVED.get(c, c) for c in raw)
     return bytes([display_condition & 0xFF]) + coded.ljust(SPN_NAME_SIZE, b"\xff")
 
 
 def decode_ef_spn(data: bytes) -> str:
-    """The name in EF.SPN; characters outside the ASCII-like part show as '?'."""
+    """The name in EF.SPN; characters outside the basic table's ASCII ones show as '?'."""
     name = data[1:1 + SPN_NAME_SIZE].rstrip(b"\xff")
-    return "".join(chr(c) if c in _GSM_SAME_AS_ASCII else "?" for c in name)
+    return "".join(chr(c) if c in _GSM_SAME_AS_ASCII else _GSM_MOVED_BACK.get(c, "?")
+                   for c in name)
 
 
 def encode_ef_acc(imsi: str, template: bytes = b"\x00\x00") -> bytes:

@@ -21,7 +21,7 @@ from typing import Any
 from asn1tools import Error as Asn1Error
 
 from smdpp.asn1 import pe
-from smdpp.asn1.tlv import TlvError, iter_tlvs
+from smdpp.asn1.tlv import TlvError, read_tlv
 
 __all__ = [
     "Element",
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 File = list[tuple[str, Any]]
+_TAG_HEADER = 0xA0  # ProfileElement header [0], SAIP 8.2
 
 
 class InvalidPackage(ValueError):
@@ -65,23 +66,29 @@ def parse_package(data: bytes) -> list[Element]:
     """Split and decode a Profile Package; :class:`InvalidPackage` names what is wrong."""
     spec = pe()
     elements: list[Element] = []
-    try:
-        tlvs = list(iter_tlvs(data))
-    except TlvError as exc:
-        raise InvalidPackage(f"not a Profile Package: malformed TLV after element "
-                             f"{len(elements)}: {exc}") from None
-    if not tlvs:
+    if not data:
         raise InvalidPackage("not a Profile Package: the file is empty")
-    for index, tlv in enumerate(tlvs):
+    offset = 0
+    while offset < len(data):
+        index = len(elements)
+        if index == 0 and data[0] != _TAG_HEADER:
+            raise InvalidPackage("not a Profile Package: the first element is not a "
+                                 f"ProfileHeader (tag {data[0]:02x}, not a0)")
+        try:
+            tlv = read_tlv(data, offset)
+        except TlvError as exc:
+            raise InvalidPackage(f"not a Profile Package: element {index} at byte {offset} "
+                                 f"is not well-formed TLV: {exc}") from None
         try:
             kind, value = spec.decode("ProfileElement", tlv.raw)
         except (Asn1Error, ValueError) as exc:
             raise InvalidPackage(f"not a Profile Package: element {index} (tag "
                                  f"{tlv.tag.hex()}) does not decode: {exc}") from None
         elements.append(Element(index, kind if kind is not None else "unknown", tlv.raw, value))
+        offset = tlv.end
     if elements[0].kind != "header":
         raise InvalidPackage("not a Profile Package: the first element is not a "
-                             f"ProfileHeader (tag {tlvs[0].tag.hex()})")
+                             f"ProfileHeader (tag {elements[0].raw[:1].hex()})")
     if elements[-1].kind != "end":
         raise InvalidPackage("not a Profile Package: the last element is not PE-End")
     return elements
