@@ -154,3 +154,13 @@ def test_console_script_is_installed(ts48: Path) -> None:
                          timeout=120)
     assert run.returncode == 0, run.stderr
     assert "8949449999999990007" in run.stdout
+
+
+def test_batch_benchmark_smoke_run(tmp_path: Path, capsys) -> None:
+    """bench.personalize writes its CSV, runs the real batch command and reports figures."""
+    from bench import personalize as bench_personalize
+
+    assert bench_personalize.main(["--rows", "3", "--keep", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("3 of 3 profiles in ") and "peak RSS" in out
+    assert len(list((tmp_path / "upp").glob("*.der"))) == 3
