@@ -67,6 +67,7 @@ _ALGORITHM_OPTIONS = {1: b"\x01", 2: b"\x01", 3: b"\x02"}
 # ServicesList names of the algorithms (SAIP 8.2).
 _ALGORITHM_SERVICES = {1: ("milenage",), 2: ("tuak128", "tuak256"), 3: ("usim-test-algorithm",)}
 _TUAK256_KEY_SIZE = 32
+_WITH_OPC = {1: "MILENAGE", 2: "TUAK"}  # algorithms whose OPc / TOPc is computed from K
 _DEFAULT_MNC_LENGTH = 2
 
 
@@ -207,10 +208,10 @@ class Template:
             params = dict(edit.value(aka)["algoConfiguration"][1])
             old_id = params["algorithmID"]
             new_id = ALGORITHMS[sub.algorithm] if sub.algorithm else old_id
-            if new_id == ALGORITHMS["milenage"] and opc is None and (
-                    sub.ki is not None or new_id != old_id):
-                raise PersonalizationError("opc: MILENAGE with a new ki or a new algorithm "
-                                           "needs the opc (or the op to compute it from)")
+            # OPc / TOPc derive from K: a new K (or algorithm) with the old one is wrong.
+            if new_id in _WITH_OPC and opc is None and (sub.ki is not None or new_id != old_id):
+                raise PersonalizationError(f"opc: {_WITH_OPC[new_id]} with a new ki or a new "
+                                           "algorithm needs the opc (MILENAGE: or the op)")
             if new_id != old_id:
                 params["algorithmID"] = new_id
                 params["algorithmOptions"] = _ALGORITHM_OPTIONS[new_id]

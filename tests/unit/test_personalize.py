@@ -301,3 +301,17 @@ def test_template_without_aka_or_pins(shared_testdata: Path) -> None:
         personalize(bare, Subscription(ki=bytes(16)))
     with pytest.raises(PersonalizationError, match="puk1: the template has no key reference 01"):
         personalize(bare, Subscription(puk1="12345678"))
+
+
+def test_tuak_takes_a_256_bit_key_and_topc(shared_testdata: Path) -> None:
+    der = template(shared_testdata, TS48[0])
+    with pytest.raises(PersonalizationError, match="opc: TUAK"):
+        personalize(der, Subscription(ki=bytes(32), algorithm="tuak"))
+    out = personalize(der, Subscription(ki=bytes(range(32)), opc=bytes(32), algorithm="tuak"))
+    after = parse_package(out)
+    for e in after:
+        if e.kind == "akaParameter":
+            params = e.value["algoConfiguration"][1]
+            assert (params["algorithmID"], params["key"]) == (2, bytes(range(32)))
+    services = after[0].value["eUICC-Mandatory-services"]
+    assert "tuak256" in services and "usim-test-algorithm" not in services
