@@ -1,6 +1,7 @@
 """A batch of subscriptions from CSV, one personalized UPP file per row.
 
-The CSV's first line names the columns, in any case and order: ``iccid``
+The CSV's first line names the columns, in any case and order (separated by
+',', or by ';' or tabs as spreadsheets export them): ``iccid``
 (required) and any of the other :class:`~smdpp.profiles.subscription.
 Subscription` fields (``imsi, ki, opc, op, algorithm, pin1, puk1, pin2,
 puk2, adm1, spn, profile_name, mnc_length, matching_id``).  An empty cell
@@ -18,6 +19,7 @@ existing file, and never half (written aside, then linked into place).
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -28,13 +30,15 @@ from smdpp.profiles.inventory import InvalidUpp, UPP_SUFFIX, profile_from_upp
 from smdpp.profiles.personalize import PersonalizationError, Template
 from smdpp.profiles.subscription import FIELD_NAMES, FieldError, Subscription
 
-__all__ = ["CsvError", "RowError", "BatchResult", "read_subscriptions", "write_batch",
+__all__ = ["CSV_ENCODING", "CsvError", "RowError", "BatchResult", "read_subscriptions", "write_batch",
            "write_private", "count_rows"]
 
 REQUIRED_COLUMNS = ("iccid",)
 # Columns whose values must be unique across the batch (the output name too).
 _UNIQUE = ("iccid", "imsi")
 FILE_MODE = 0o600
+# UTF-8, with the byte order mark spreadsheets put first skipped.
+CSV_ENCODING = "utf-8-sig"
 
 
 class CsvError(ValueError):
@@ -84,11 +88,13 @@ def read_subscriptions(lines: Iterable[str], *, compute_luhn: bool = False
     Raises :class:`CsvError` for a missing or bad header line.  A row whose
     ICCID, IMSI or output name an earlier row has is a RowError naming it.
     """
-    reader = csv.reader(lines)
+    lines = iter(lines)
+    first = next(lines, None)
+    if first is None:
+        raise CsvError("the CSV is empty (no header line)")
+    reader = csv.reader(itertools.chain([first], lines), delimiter=_delimiter(first))
     try:
         header = next(reader)
-    except StopIteration:
-        raise CsvError("the CSV is empty (no header line)") from None
     except csv.Error as exc:
         raise CsvError(f"line 1: {exc}") from None
     columns = _columns(header)
@@ -128,6 +134,16 @@ def read_subscriptions(lines: Iterable[str], *, compute_luhn: bool = False
         yield line, sub
 
 
+def _delimiter(header_line: str) -> str:
+    """',' unless the header line has none but ';' or a tab (spreadsheet exports)."""
+    if "," in header_line:
+        return ","
+    for candidate in (";", "\t"):
+        if candidate in header_line:
+            return candidate
+    return ","
+
+
 def output_name(sub: Subscription) -> str:
     """The file stem of a row's UPP: its matching_id, else its ICCID."""
     return sub.matching_id or sub.iccid or ""
@@ -135,7 +151,7 @@ def output_name(sub: Subscription) -> str:
 
 def count_rows(path: Path) -> int:
     """Data rows in a CSV file (for a progress bar's total); bad CSV counts as lines."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+    with open(path, newline="", encoding=CSV_ENCODING, errors="replace") as handle:
         try:
             return max(0, sum(1 for _ in csv.reader(handle)) - 1)
         except csv.Error:

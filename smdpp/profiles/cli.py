@@ -16,7 +16,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from smdpp.profiles.batch import CsvError, count_rows, read_subscriptions, write_batch, write_private
+from smdpp.profiles.batch import (
+    CSV_ENCODING,
+    CsvError,
+    count_rows,
+    read_subscriptions,
+    write_batch,
+    write_private,
+)
 from smdpp.profiles.elements import InvalidPackage
 from smdpp.profiles.personalize import PersonalizationError, Template
 from smdpp.profiles.show import format_summary, summarize
@@ -105,6 +112,8 @@ def _personalize(args: argparse.Namespace) -> int:
     except FieldError as exc:
         option = exc.field.replace("_", "-")
         return _error(f"--{option}: {exc.reason}")
+    if not args.output.parent.is_dir():
+        return _error(f"{args.output}: the folder {args.output.parent} does not exist")
     try:
         data = _template(args.template).personalize(sub)
         write_private(args.output, data, overwrite=True)
@@ -118,7 +127,7 @@ def _batch(args: argparse.Namespace) -> int:
     try:
         template = _template(args.template)
         total = count_rows(args.csv)
-        handle = open(args.csv, newline="", encoding="utf-8")
+        handle = open(args.csv, newline="", encoding=CSV_ENCODING)
     except (PersonalizationError, OSError) as exc:
         return _error(str(exc))
     bar = None

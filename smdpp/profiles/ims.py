@@ -60,7 +60,8 @@ def rederive(identity: str, old_imsi: str, old_mnc_length: int,
         return identity
     scheme, user, domain = match.group("scheme", "user", "domain")
     plmn = old_imsi[:_MCC_DIGITS + old_mnc_length]
-    if user.isdigit() and 6 <= len(user) <= 15 and user.startswith(plmn):
+    if new_imsi != old_imsi and user.isdigit() and 6 <= len(user) <= 15 \
+            and user.startswith(plmn):
         user = new_imsi
     if _HOME_DOMAIN.fullmatch(domain):
         domain = home_network_domain(new_imsi, new_mnc_length)

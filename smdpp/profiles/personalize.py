@@ -133,6 +133,8 @@ class Template:
         for name, reference in PUK_REFERENCES.items():
             if getattr(sub, name) is not None:
                 self._codes(edit, name, reference, puk_value(getattr(sub, name), name), puk=True)
+        log.info("personalized ICCID %s: %d of %d elements re-encoded",
+                 sub.iccid or "(template's)", len(edit.changed), len(self.elements))
         return edit.result()
 
     def _identity_header(self, edit: "_Edit", sub: Subscription) -> None:
@@ -163,12 +165,14 @@ class Template:
         if "ef-ad" in value or sub.mnc_length is not None:
             base = old_ad if old_ad is not None and len(old_ad) >= 3 else bytes(3)
             edit.file(usim, "ef-ad", 0, encode_ef_ad(new_mnc, base))
-        if sub.imsi is not None and old_imsi is not None:
+        if old_imsi is not None:
+            # The IMS identities hold the IMSI and a domain from MCC + MNC: both may change.
+            new_imsi = sub.imsi or old_imsi
             for isim in self.of_kind("isim"):
                 for name in ("ef-impi", "ef-impu"):
                     if name in edit.value(isim):
                         self._identities(edit, isim, name, lambda text: rederive(
-                            text, old_imsi, old_mnc or _DEFAULT_MNC_LENGTH, sub.imsi, new_mnc))
+                            text, old_imsi, old_mnc or _DEFAULT_MNC_LENGTH, new_imsi, new_mnc))
 
     def _identities(self, edit: "_Edit", isim: Element, name: str,
                     change: Callable[[str], str]) -> None:

@@ -315,3 +315,12 @@ def test_tuak_takes_a_256_bit_key_and_topc(shared_testdata: Path) -> None:
             assert (params["algorithmID"], params["key"]) == (2, bytes(range(32)))
     services = after[0].value["eUICC-Mandatory-services"]
     assert "tuak256" in services and "usim-test-algorithm" not in services
+
+
+def test_mnc_length_alone_moves_the_ims_domain(shared_testdata: Path) -> None:
+    der = template(shared_testdata, TS48[0])
+    after = parse_package(personalize(der, Subscription(mnc_length=3)))
+    assert file_image(only(after, "usim")["ef-ad"]) == bytes.fromhex("80000003")
+    # IMSI 001010123456063 with a 3-digit MNC: MNC 010
+    assert b"sip:001010123456789@ims.mnc010.mcc001.3gppnetwork.org" in \
+        file_image(only(after, "isim")["ef-impu"])

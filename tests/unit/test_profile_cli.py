@@ -164,3 +164,20 @@ def test_batch_benchmark_smoke_run(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert out.startswith("3 of 3 profiles in ") and "peak RSS" in out
     assert len(list((tmp_path / "upp").glob("*.der"))) == 3
+
+
+def test_csv_from_a_spreadsheet_semicolons_and_bom(ts48: Path, tmp_path: Path, capsys) -> None:
+    csv_file = tmp_path / "export.csv"
+    csv_file.write_bytes("\ufeffICCID;IMSI;SPN\r\n8988211000000000011;999700000000011;Lab\r\n"
+                         .encode("utf-8"))
+    out_dir = tmp_path / "upp"
+    assert main(["batch", str(ts48), "--csv", str(csv_file), "-o", str(out_dir)]) == 0
+    assert "wrote 1 of 1 profiles" in capsys.readouterr().out
+    summary = summarize((out_dir / "8988211000000000011.der").read_bytes())
+    assert (summary["imsi"], summary["spn"]) == ("999700000000011", "Lab")
+
+
+def test_personalize_into_a_missing_folder(ts48: Path, tmp_path: Path, capsys) -> None:
+    assert main(["personalize", str(ts48), "-o", str(tmp_path / "no" / "x.der"),
+                 "--iccid", "8988211000000000011"]) == 1
+    assert "does not exist" in capsys.readouterr().err
