@@ -185,10 +185,11 @@ class Template:
             new_text = change(text)
             if new_text == text:
                 continue
-            new = encode_identity(new_text) + content[tlv_end:]
-            if len(new) < len(content):
-                new = new.ljust(len(content), b"\xff")  # records and files are 'FF' padded
-            elif len(new) > len(content):
+            tlv, rest = encode_identity(new_text), content[tlv_end:]
+            # Trailing 'FF' is padding (records and files are 'FF' filled): the new
+            # TLV may take it; anything else after the TLV is kept as it is.
+            new = tlv.ljust(len(content), b"\xff") if rest.strip(b"\xff") == b"" else tlv + rest
+            if len(new) > len(content):
                 room = file_room(edit.value(isim)[name], offset)
                 if room is None or len(new) > room:
                     raise PersonalizationError(

@@ -324,3 +324,29 @@ def test_mnc_length_alone_moves_the_ims_domain(shared_testdata: Path) -> None:
     # IMSI 001010123456063 with a 3-digit MNC: MNC 010
     assert b"sip:001010123456789@ims.mnc010.mcc001.3gppnetwork.org" in \
         file_image(only(after, "isim")["ef-impu"])
+
+
+def test_ims_identity_grows_into_padding_and_no_further(shared_testdata: Path) -> None:
+    from smdpp.profiles.elements import encode_element
+    from smdpp.profiles.ims import encode_identity
+
+    der = template(shared_testdata, TS48[0])
+    elements = parse_package(der)
+    isim = next(e for e in elements if e.kind == "isim")
+    # An IMPI with a 14-digit IMSI in the 32-byte file: 'FF' padding after it.
+    value = dict(isim.value)
+    value["ef-impi"] = write_file(value["ef-impi"], 0,
+                                  encode_identity("00101012345678@test.3gpp.com").ljust(32, b"\xff"))
+    value["ef-impu"] = [value["ef-impu"][0]]  # no IMPU records: only the IMPI matters here
+    short = b"".join(encode_element("isim", value) if e.index == isim.index else e.raw
+                     for e in elements)
+    out = parse_package(personalize(short, Subscription(imsi="001010000000017")))
+    impi = file_image(only(out, "isim")["ef-impi"])
+    assert impi == encode_identity("001010000000017@test.3gpp.com").ljust(32, b"\xff")
+    # An identity that outgrows the 32-byte file is refused, naming it.
+    value["ef-impi"] = [value["ef-impi"][0], ("fillFileContent", encode_identity(
+        "00101012345678@0123456789abcd.org"))]  # 2 + 32 bytes, one more with 15 digits
+    too_long = b"".join(encode_element("isim", value) if e.index == isim.index else e.raw
+                        for e in elements)
+    with pytest.raises(PersonalizationError, match="does not fit"):
+        personalize(too_long, Subscription(imsi="001010000000017"))
