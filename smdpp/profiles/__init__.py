@@ -6,7 +6,14 @@
 * :mod:`smdpp.profiles.identifiers` codes ICCID and IMSI the ways a profile
   stores them;
 * :mod:`smdpp.profiles.personalize` writes a :class:`Subscription`'s ICCID,
-  IMSI, keys, PINs and SPN into a template package (``smdpp-profile``).
+  IMSI, keys, PINs and SPN into a template package, with
+  :mod:`~smdpp.profiles.elements` (the package as Profile Elements, file
+  content editing), :mod:`~smdpp.profiles.subscription` (the checked values),
+  :mod:`~smdpp.profiles.codings` (EF.SPN / ACC / AD, PIN values),
+  :mod:`~smdpp.profiles.ims` (IMPI / IMPU, TS 23.003) and
+  :mod:`~smdpp.profiles.milenage` (OPc, TS 35.206);
+* :mod:`~smdpp.profiles.batch` (CSV), :mod:`~smdpp.profiles.show` and
+  :mod:`~smdpp.profiles.cli` make the ``smdpp-profile`` command.
 """
 from smdpp.profiles.generate import generate_default_test_profile, generate_test_profile
 from smdpp.profiles.personalize import PersonalizationError, Template, personalize

@@ -181,3 +181,23 @@ def test_personalize_into_a_missing_folder(ts48: Path, tmp_path: Path, capsys) -
     assert main(["personalize", str(ts48), "-o", str(tmp_path / "no" / "x.der"),
                  "--iccid", "8988211000000000011"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_large_batch_shows_a_progress_bar(tmp_path: Path, capsys) -> None:
+    from bench.personalize import write_csv
+    from smdpp.profiles.cli import PROGRESS_ROWS
+    from smdpp.profiles.generate import generate_default_test_profile
+
+    small = tmp_path / "generated.der"  # the small generated profile keeps this quick
+    small.write_bytes(generate_default_test_profile())
+    rows = PROGRESS_ROWS + 1
+    write_csv(tmp_path / "many.csv", rows)
+    assert main(["batch", str(small), "--csv", str(tmp_path / "many.csv"),
+                 "-o", str(tmp_path / "upp")]) == 0
+    captured = capsys.readouterr()
+    assert f"{rows}/{rows}" in captured.err  # tqdm's counter on stderr
+    assert f"wrote {rows} of {rows} profiles" in captured.out
+    write_csv(tmp_path / "few.csv", 3)
+    assert main(["batch", str(small), "--csv", str(tmp_path / "few.csv"),
+                 "-o", str(tmp_path / "upp2")]) == 0
+    assert capsys.readouterr().err == ""
