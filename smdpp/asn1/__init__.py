@@ -7,7 +7,9 @@ Profile Package (SAIP) definitions used to read and generate test profiles.
 asn1tools 0.169.0 decodes OBJECT IDENTIFIERs whose first arc is 2 and second
 arc is 40 or more wrongly (``2.999.10`` comes back as ``26.39.10``; its encoder
 is right).  SGP.26's SM-DP+ OID is exactly such a value, so the BER/DER decoder
-is given :func:`decode_oid` below, which follows X.690 8.19 exactly.
+is given :func:`decode_oid` below, which follows X.690 8.19 exactly.  Its
+DER decoder of SEQUENCE OF never ends on an element of the wrong type; it is
+given :func:`decode_array_content`, which refuses one.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import asn1tools
 from asn1tools.codecs import ber as _ber
+from asn1tools.codecs import der as _der
 
 _HERE = Path(__file__).resolve().parent
 
@@ -45,6 +48,31 @@ def decode_oid(data: bytes, offset: int, end_offset: int) -> str:
 
 # The BER (and so DER) ObjectIdentifier type looks this name up at call time.
 _ber.decode_object_identifier = decode_oid
+
+
+def decode_array_content(self: _der.ArrayType, data: bytes, offset: int,
+                         length: int) -> tuple[list, int]:
+    """Contents of a SEQUENCE OF / SET OF (X.690 8.10 / 8.12), one element after another.
+
+    asn1tools 0.169.0 loops forever when an element does not match the
+    element type: a non-extensible CHOICE answers "tag mismatch" without
+    consuming a byte, and its loop asks again at the same offset.  One
+    hostile byte in a profile package (or an ES9+ message) must be a decode
+    error, so an element that does not move the offset forward is refused.
+    """
+    decoded = []
+    start_offset = offset
+    while offset - start_offset < length:
+        element, next_offset = self.element_type.decode(data, offset)
+        if next_offset <= offset:
+            raise _ber.DecodeError("an element of a SEQUENCE OF does not match its type",
+                                   offset=offset)
+        decoded.append(element)
+        offset = next_offset
+    return decoded, offset
+
+
+_der.ArrayType.decode_content = decode_array_content
 
 
 @functools.cache

@@ -33,6 +33,14 @@ def _imsi(elements: list[Element]) -> str | None:
     return None
 
 
+def _iccid(header: dict[str, Any]) -> str:
+    """The ProfileHeader ICCID digits, or its hex with a note when it is not BCD."""
+    try:
+        return iccid_from_bcd(header["iccid"])
+    except ValueError:
+        return f"{header['iccid'].hex().upper()} (not BCD digits)"
+
+
 def installed_identifiers(upp: bytes) -> tuple[str, str | None]:
     """ICCID and IMSI (None without a readable USIM EF.IMSI) of a package.
 
@@ -40,7 +48,7 @@ def installed_identifiers(upp: bytes) -> tuple[str, str | None]:
     are not a Profile Package.
     """
     elements = parse_package(upp)
-    return iccid_from_bcd(elements[0].value["iccid"]), _imsi(elements)
+    return _iccid(elements[0].value), _imsi(elements)
 
 
 def _secret(value: bytes, show: bool, text: bool = False) -> str:
@@ -61,7 +69,7 @@ def summarize(upp: bytes, *, show_secrets: bool = False) -> dict[str, Any]:
         "size": len(upp),
         "saipVersion": f"{header['major-version']}.{header['minor-version']}",
         "profileType": header.get("profileType"),
-        "iccid": iccid_from_bcd(header["iccid"]),
+        "iccid": _iccid(header),
         "imsi": _imsi(elements),
         "spn": None,
         "mandatoryServices": sorted(header["eUICC-Mandatory-services"]),

@@ -350,3 +350,41 @@ def test_ims_identity_grows_into_padding_and_no_further(shared_testdata: Path) -
                         for e in elements)
     with pytest.raises(PersonalizationError, match="does not fit"):
         personalize(too_long, Subscription(imsi="001010000000017"))
+
+
+def test_a_wrong_tag_inside_a_sequence_of_is_an_error_not_a_hang(shared_testdata: Path) -> None:
+    """asn1tools 0.169.0 loops forever on it; smdpp.asn1 makes it a DecodeError.
+
+    Run in a child process so that a regression fails after the timeout
+    instead of hanging the suite.
+    """
+    import subprocess
+    import sys
+
+    # PE-GenericFileManagement whose FileManagement holds a '85' item: no
+    # alternative of its CHOICE has that tag.
+    element = "a10ca003810101a1053003850100"
+    code = ("from smdpp.asn1 import pe\n"
+            "try:\n"
+            f"    pe().decode('ProfileElement', bytes.fromhex('{element}'))\n"
+            "except Exception as exc:\n"
+            "    print(type(exc).__name__, exc)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert "DecodeError" in run.stdout and "does not match its type" in run.stdout, run.stderr
+    der = template(shared_testdata, TS48[0])
+    elements = parse_package(der)
+    hostile = elements[0].raw + bytes.fromhex(element) + b"".join(e.raw for e in elements[1:])
+    with pytest.raises(PersonalizationError, match="element 1 .tag a1. does not decode"):
+        Template(hostile)
+
+
+def test_header_iccid_that_is_not_bcd_is_shown_not_a_traceback(shared_testdata: Path) -> None:
+    from smdpp.profiles.elements import encode_element
+    from smdpp.profiles.show import installed_identifiers, summarize
+
+    elements = parse_package(template(shared_testdata, TS48[0]))
+    header = dict(elements[0].value, iccid=bytes.fromhex("89AB449999999990007F"))
+    der = encode_element("header", header) + b"".join(e.raw for e in elements[1:])
+    assert summarize(der)["iccid"] == "89AB449999999990007F (not BCD digits)"
+    assert installed_identifiers(der)[0].endswith("(not BCD digits)")
