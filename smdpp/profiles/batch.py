@@ -118,6 +118,10 @@ def read_subscriptions(lines: Iterable[str], *, compute_luhn: bool = False
         except FieldError as exc:
             yield line, RowError(line, exc.field, exc.reason)
             continue
+        missing = [name for name in REQUIRED_COLUMNS if getattr(sub, name) is None]
+        if missing:
+            yield line, RowError(line, missing[0], "is empty; every row needs one")
+            continue
         duplicate = None
         keys = [(name, getattr(sub, name)) for name in _UNIQUE if getattr(sub, name)]
         keys.append(("matching_id", output_name(sub)))
@@ -204,6 +208,10 @@ def write_batch(template: Template, rows: Iterable[tuple[int, Subscription | Row
             result.errors.append(item)
             continue
         name = output_name(item)
+        if not name:
+            result.errors.append(RowError(line, "iccid", "no iccid or matching_id to name "
+                                                         "the file"))
+            continue
         if name in names:
             result.errors.append(RowError(line, "matching_id" if item.matching_id else "iccid",
                                           f"{name}{UPP_SUFFIX} already exists in {out_dir}"))

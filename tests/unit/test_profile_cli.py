@@ -128,6 +128,8 @@ def test_csv_header_errors() -> None:
                                     "8988211000000000029,001010000000002\n"]))
     assert str(rows[0][1]) == "line 2: 1 cells, the header has 2"
     assert rows[1] == (4, Subscription(iccid="8988211000000000029", imsi="001010000000002"))
+    rows = list(read_subscriptions(["iccid,imsi\n", ",001010000000001\n"]))
+    assert str(rows[0][1]) == "line 2, column iccid: is empty; every row needs one"
 
 
 def test_show_masks_secrets_unless_asked(ts48: Path, capsys) -> None:
