@@ -66,8 +66,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="ICCID, 19 or 20 digits ending in the Luhn check digit")
     one.add_argument("--compute-luhn", action="store_true",
                      help="--iccid is given without its check digit (18 or 19 digits): append it")
+    opc_or_op = one.add_mutually_exclusive_group()  # usage shows [--opc HEX | --op HEX]
     for name, metavar, text in _VALUE_OPTIONS:
-        one.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar=metavar, help=text)
+        target = opc_or_op if name in ("opc", "op") else one
+        target.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar=metavar, help=text)
 
     many = commands.add_parser("batch", help="one personalized UPP per CSV row",
                                description="Personalize TEMPLATE once per row of the CSV into "

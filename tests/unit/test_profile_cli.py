@@ -49,7 +49,6 @@ def test_personalize_command(ts48: Path, tmp_path: Path, capsys) -> None:
     (["--imsi", "0010101234567890"], "--imsi: must be 6 to 15 decimal digits"),
     (["--ki", "00" * 15], "--ki: must be 16 bytes (32 hex digits), got 15"),
     (["--iccid", "8988211000000000012"], "--iccid: the last digit is not the Luhn check digit"),
-    (["--opc", OPC, "--op", OPC, "--ki", KI], "--op: give either opc or op"),
     (["--mnc-length", "4"], "--mnc-length: must be 2 or 3"),
 ])
 def test_personalize_bad_values(ts48: Path, tmp_path: Path, capsys, args: list[str],
@@ -59,6 +58,14 @@ def test_personalize_bad_values(ts48: Path, tmp_path: Path, capsys, args: list[s
     assert main(base + args) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.der").exists()
+
+
+def test_opc_and_op_exclude_each_other(ts48: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["personalize", str(ts48), "-o", str(tmp_path / "x.der"), "--iccid",
+              "8988211000000000011", "--ki", KI, "--opc", OPC, "--op", OPC])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_personalize_refuses_a_file_that_is_not_a_package(tmp_path: Path, capsys) -> None:
