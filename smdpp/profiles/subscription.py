@@ -125,11 +125,6 @@ class Subscription:
             if self.ki is None:
                 raise FieldError("op", "computing the OPc needs the ki")
 
-    @property
-    def is_empty(self) -> bool:
-        """True if no value is given (personalizing changes nothing)."""
-        return all(getattr(self, f.name) is None for f in fields(self) if f.name != "matching_id")
-
     @classmethod
     def from_text(cls, values: Mapping[str, str | None], *,
                   compute_luhn: bool = False) -> "Subscription":
