@@ -30,8 +30,22 @@ for every store (pickled builtins, the one-time key sealed with AES-GCM under
 ``session-store.key``).  At start the segments are read in order, the last
 frame of each TransactionId wins, and only the records still needed are
 unpickled: unfinished sessions that have not expired, and the most recently
-finished ones.  A frame cut short by a crash, or failing its CRC, ends the
-reading of its segment with a warning.
+finished ones.
+
+Damage (a frame cut short by a crash, a flipped byte failing the CRC) costs
+only the damaged bytes: reading resumes at the next offset where a valid
+frame starts and is followed by another valid frame or the end of the
+segment (:func:`_resync`), and the start-up log says which bytes were
+skipped.  What the damaged bytes held is unknown: they may have finished or
+deleted any session, so a session whose last readable frame comes before
+damage is in doubt and refused (not loaded: its calls get "unknown
+TransactionId"), never brought back in progress.  Frames after the damage
+are whole records and count as they are.
+
+A write that fails (a full disk) is undone with ``ftruncate`` back to the
+last whole frame, so no half frame stays behind and no new file is created
+per failed request; only if that fails too does the next write begin a new
+segment.
 
 Memory holds the unfinished sessions and the :data:`MAX_FINISHED` most
 recently finished ones (for a replayed call's log line); other finished
@@ -43,6 +57,7 @@ deleted.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -65,6 +80,7 @@ SUFFIX = ".journal"
 SEGMENT_BYTES = 8 << 20  # a new segment past this size, so that old ones can go
 MAX_FINISHED = 1024  # finished sessions still answered by get()
 MAX_FRAME = 1 << 20  # a longer length field is damage, not a session record
+assert MAX_FRAME < 1 << 24  # _resync looks for frames where a zero byte is
 
 _HEADER = struct.Struct(">II")  # length of the body, CRC-32 of the body
 _BODY = struct.Struct(">BdB")  # kind, expires, length of the TransactionId
@@ -107,6 +123,7 @@ class JournalStore:
         self._segments: list[_Segment] = []  # oldest first; the last one is written
         self._next_number = 1
         self._fd: int | None = None
+        self._torn = False  # a failed write could not be undone: the next one starts a segment
         try:
             self._read_journal(time.time() if now is None else now)
             self._open_segment()
@@ -186,31 +203,46 @@ class JournalStore:
         body = _BODY.pack(kind, expires, len(key)) + key + record
         frame = _HEADER.pack(len(body), zlib.crc32(body)) + body
         segment = self._segments[-1]
-        if segment.size >= self._segment_bytes:
+        if self._torn or segment.size >= self._segment_bytes:
             segment = self._open_segment()
         try:
             written = os.write(self._fd, frame)
         except OSError:
-            self._open_segment()  # never append after what may be half a frame
+            self._undo(segment)  # it may have written part of the frame
             raise
+        if written != len(frame):  # a full disk
+            self._undo(segment)
+            raise OSError(errno.ENOSPC, f"{segment.path}: only {written} of {len(frame)} "
+                                        "bytes written")
         segment.size += written
         if expires > segment.max_expires:
             segment.max_expires = expires
-        if written != len(frame):  # a full disk: the next frame goes to a new segment
-            self._open_segment()
-            raise OSError(f"{segment.path}: only {written} of {len(frame)} bytes written")
+
+    def _undo(self, segment: _Segment) -> None:
+        """Cut ``segment`` back to its last whole frame after a failed write.
+
+        ``ftruncate`` needs no free space; if it fails anyway the next write
+        begins a new segment, never after what may be half a frame.
+        """
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, segment.size)
+            self._torn = False
+        except OSError:
+            self._torn = True
 
     def _open_segment(self) -> _Segment:
         """Close the segment being written, if any, and start the next one."""
+        number = self._next_number
+        segment = _Segment(self.folder / f"{number:08d}{SUFFIX}", number)
+        # the new file first: if it cannot be made the current one stays usable
+        fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         if self._fd is not None:
             os.close(self._fd)
-            self._fd = None
-        number = self._next_number
+        self._fd = fd
         self._next_number += 1
-        segment = _Segment(self.folder / f"{number:08d}{SUFFIX}", number)
-        self._fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
-                           0o600)
         self._segments.append(segment)
+        self._torn = False
         return segment
 
     def _drop_expired_segments(self, now: float, keep: int) -> None:
@@ -234,13 +266,22 @@ class JournalStore:
         record bytes kept are those of sessions whose last frame so far says
         in progress, and of the :data:`MAX_FINISHED` most recently finished,
         so reading a long journal takes no more memory than serving it.
+        Damaged bytes are skipped (:func:`_frames`); the sessions in progress
+        before them are in doubt and dropped (see the module docstring).
         """
         paths = sorted(p for p in self.folder.glob(f"*{SUFFIX}") if p.stem.isdigit())
         live: dict[str, tuple[float, bytes]] = {}  # transactionId -> (expires, record bytes)
         finished: dict[str, tuple[float, bytes]] = {}  # the same, most recent last
+        in_doubt: set[str] = set()
         for path in paths:
             segment = _Segment(path, int(path.stem))
-            for kind, expires, tid, record in _frames(path.read_bytes(), segment):
+            for item in _frames(path.read_bytes(), segment):
+                if item is None:  # damage: whatever it held may have ended these sessions
+                    in_doubt.update(live)
+                    live.clear()
+                    continue
+                kind, expires, tid, record = item
+                in_doubt.discard(tid)  # a whole frame after the damage says where it is
                 if kind == _LIVE:
                     finished.pop(tid, None)
                     live[tid] = (expires, record)
@@ -259,9 +300,15 @@ class JournalStore:
                     if loaded is not None:
                         target[tid] = loaded
         self._drop_expired_segments(now, keep=0)  # a new segment is opened next
+        if in_doubt:
+            shown = sorted(in_doubt)[:5]
+            log.warning("session journal: %d session(s) in progress before damaged data refused "
+                        "(the damage may have ended them): %s%s", len(in_doubt),
+                        ", ".join(shown), ", ..." if len(in_doubt) > len(shown) else "")
         if paths:
             log.info("session journal: %d segment(s) read, %d session(s) in progress, "
-                     "%d recently finished", len(paths), len(self._live), len(self._finished))
+                     "%d recently finished, %d refused as in doubt", len(paths), len(self._live),
+                     len(self._finished), len(in_doubt))
 
     def _load(self, tid: str, record: bytes) -> dict[str, Any] | None:
         try:
@@ -272,36 +319,69 @@ class JournalStore:
         return session.to_record()
 
 
-def _frames(data: bytes, segment: _Segment) -> Iterator[tuple[int, float, str, bytes]]:
-    """(kind, expires, transactionId, record) of each frame in one segment's ``data``,
-    in order; stops, with a warning, at the first damaged one.  Sets the segment's
-    ``size`` and ``max_expires``."""
+Frame = tuple[int, float, str, bytes]  # kind, expires, transactionId, record
+
+
+def _frame_at(data: bytes, offset: int) -> tuple[Frame, int] | None:
+    """The whole, valid frame at ``offset`` of ``data`` and the offset past it; else None."""
+    if len(data) - offset < _HEADER.size:
+        return None
+    length, crc = _HEADER.unpack_from(data, offset)
+    start, end = offset + _HEADER.size, offset + _HEADER.size + length
+    # the cheap tests first: _resync calls this at every offset of a damaged stretch
+    if length < _BODY.size or length > MAX_FRAME or end > len(data) or data[start] > _DELETED:
+        return None
+    if zlib.crc32(memoryview(data)[start:end]) != crc:
+        return None
+    kind, expires, key_length = _BODY.unpack_from(data, start)
+    key_end = start + _BODY.size + key_length
+    if key_end > end:
+        return None
+    try:
+        tid = data[start + _BODY.size:key_end].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return (kind, expires, tid, data[key_end:end]), end
+
+
+def _resync(data: bytes, offset: int) -> int:
+    """The first offset past ``offset`` where reading can resume: a valid frame that is
+    followed by another valid frame or by the end of ``data`` (so that a frame-like
+    stretch inside a damaged record is not taken for one); ``len(data)`` if none."""
+    last = len(data) - _HEADER.size - _BODY.size
+    candidate = data.find(0, offset + 1)
+    # a frame's length field is below MAX_FRAME (1 MiB), so its first byte is zero
+    while 0 <= candidate <= last:
+        found = _frame_at(data, candidate)
+        if found is not None and (found[1] == len(data) or _frame_at(data, found[1]) is not None):
+            return candidate
+        candidate = data.find(0, candidate + 1)
+    return len(data)
+
+
+def _frames(data: bytes, segment: _Segment) -> Iterator[Frame | None]:
+    """The frames of one segment's ``data`` in order, None where damaged bytes were skipped.
+
+    Each damaged stretch is logged with its offsets.  Sets the segment's
+    ``size`` and ``max_expires``.
+    """
     offset, size = 0, len(data)
     segment.size = size
-    header, body = _HEADER.size, _BODY.size
-    view = memoryview(data)
     while offset < size:
-        if size - offset < header:
-            break
-        length, crc = _HEADER.unpack_from(data, offset)
-        start, end = offset + header, offset + header + length
-        if length < body or length > MAX_FRAME or end > size or zlib.crc32(view[start:end]) != crc:
-            break
-        kind, expires, key_length = _BODY.unpack_from(data, start)
-        key_end = start + body + key_length
-        if kind not in (_LIVE, _FINISHED, _DELETED) or key_end > end:
-            break
-        try:
-            tid = data[start + body:key_end].decode("ascii")
-        except UnicodeDecodeError:
-            break
-        if expires > segment.max_expires:
-            segment.max_expires = expires
-        yield kind, expires, tid, data[key_end:end]
-        offset = end
-    if offset < size:
-        log.warning("session journal %s: %d byte(s) from offset %d unreadable (a write cut "
-                    "short?), ignored", segment.path.name, size - offset, offset)
+        found = _frame_at(data, offset)
+        if found is None:
+            resume = _resync(data, offset)
+            log.warning("session journal %s: %d damaged byte(s) at offsets %d-%d skipped%s",
+                        segment.path.name, resume - offset, offset, resume - 1,
+                        f", reading resumed at offset {resume}" if resume < size
+                        else " (to the end: a write cut short?)")
+            yield None
+            offset = resume
+            continue
+        frame, offset = found
+        if frame[1] > segment.max_expires:
+            segment.max_expires = frame[1]
+        yield frame
 
 
 def _lock(path: Path) -> int:

@@ -163,43 +163,135 @@ def test_segments_go_oldest_first_only(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_frame_cut_short_ends_the_segment_with_a_warning(tmp_path: Path,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_a_frame_cut_short_refuses_the_sessions_before_it(tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The lost frame may have ended any session in progress: they are in doubt and refused."""
     store = JournalStore(tmp_path)
     store.put(_session(1))
+    store.put(_session(3, SessionState.DONE))
     store.put(_session(2))
     store.close()
     [name] = _segments(tmp_path)
     path = tmp_path / "sessions" / name
     data = path.read_bytes()
-    length = struct.unpack(">I", data[:4])[0]
-    second = 8 + length  # where the second frame begins
+    last = len(data) - 8 - struct.unpack(">I", _frame_offsets(data)[-1][1])[0]
     path.write_bytes(data[:-10])  # the process died inside its last write()
     with caplog.at_level(logging.WARNING):
         store = JournalStore(tmp_path)
-    assert store.get(_session(1).transaction_id) is not None
-    assert store.get(_session(2).transaction_id) is None
-    assert f"from offset {second} unreadable" in caplog.text
+    assert store.get(_session(1).transaction_id) is None  # in doubt
+    assert store.get(_session(2).transaction_id) is None  # its frame is lost
+    assert store.get(_session(3).transaction_id).state is SessionState.DONE
+    assert (f"{len(data) - 10 - last} damaged byte(s) at offsets {last}-{len(data) - 11} "
+            "skipped (to the end") in caplog.text
+    assert f"refused (the damage may have ended them): {_session(1).transaction_id}" in caplog.text
     store.close()
 
 
-def test_a_frame_failing_its_crc_is_not_loaded(tmp_path: Path,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_a_frame_failing_its_crc_is_skipped_and_reading_resumes(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = JournalStore(tmp_path)
     store.put(_session(1))
-    store.put(_session(1, SessionState.BPP_DELIVERED))
+    store.put(_session(1, SessionState.DONE))  # the frame to damage: it ends session 1
+    store.put(_session(2))
     store.close()
     [name] = _segments(tmp_path)
     path = tmp_path / "sessions" / name
     data = bytearray(path.read_bytes())
-    data[-1] ^= 0x01  # one bit of the last frame's record
+    (_, first), (second, _), (third, _) = _frame_offsets(bytes(data))
+    data[second + 40] ^= 0x01  # one bit of the second frame
     path.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
         store = JournalStore(tmp_path)
-    loaded = store.get(_session(1).transaction_id)
-    assert loaded is not None and loaded.state is SessionState.AUTHENTICATED  # the frame before
-    assert "unreadable" in caplog.text
+    assert store.get(_session(1).transaction_id) is None  # never back in progress
+    assert store.get(_session(2).transaction_id).state is SessionState.AUTHENTICATED
+    assert (f"{third - second} damaged byte(s) at offsets {second}-{third - 1} skipped, "
+            f"reading resumed at offset {third}") in caplog.text
     store.close()
+
+
+def _frame_offsets(data: bytes) -> list[tuple[int, bytes]]:
+    """(offset, length field) of every frame of an undamaged segment."""
+    offsets, offset = [], 0
+    while offset < len(data):
+        length = struct.unpack_from(">I", data, offset)[0]
+        offsets.append((offset, data[offset:offset + 4]))
+        offset += 8 + length
+    return offsets
+
+
+def _history() -> list[tuple[str, Session | None]]:
+    """What a small journal records, in order: (transactionId, session or None = deleted)."""
+    steps: list[tuple[str, Session | None]] = []
+    for n, states in ((1, [SessionState.INITIATED, SessionState.AUTHENTICATED,
+                           SessionState.BPP_DELIVERED, SessionState.DONE]),
+                      (2, [SessionState.INITIATED, SessionState.AUTHENTICATED]),
+                      (3, [SessionState.INITIATED, None]),
+                      (4, [SessionState.AUTHENTICATED, SessionState.CANCELLED]),
+                      (5, [SessionState.INITIATED, SessionState.AUTHENTICATED,
+                           SessionState.BPP_DELIVERED])):
+        for state in states:
+            steps.append((_session(n).transaction_id, None if state is None else _session(n, state)))
+    # interleaved as concurrent downloads would be: round-robin over the sessions' steps
+    by_tid: dict[str, list[tuple[str, Session | None]]] = {}
+    for tid, session in steps:
+        by_tid.setdefault(tid, []).append((tid, session))
+    order: list[tuple[str, Session | None]] = []
+    while any(by_tid.values()):
+        for queue in by_tid.values():
+            if queue:
+                order.append(queue.pop(0))
+    return order
+
+
+def test_one_damaged_byte_anywhere_costs_only_its_frame(tmp_path: Path) -> None:
+    """A dense sample of the bytes of a small journal damaged in turn: no crash, no finished or deleted
+    session back in progress, every frame after the damaged one recovered, and only
+    the sessions in progress before the damage (in doubt) refused."""
+    history = _history()
+    store = JournalStore(tmp_path)
+    for tid, session in history:
+        if session is None:
+            store.delete(tid)
+        else:
+            store.put(session)
+    store.close()
+    [name] = _segments(tmp_path)
+    path = tmp_path / "sessions" / name
+    original = path.read_bytes()
+    frames = [offset for offset, _ in _frame_offsets(original)]
+    assert len(frames) == len(history)
+    last_frame = {tid: index for index, (tid, _) in enumerate(history)}
+    final = {tid: session for tid, session in history}
+    # every byte of each frame's header and TransactionId, of its last 8 bytes, and every
+    # 7th byte elsewhere: ~2000 of the ~7200 positions, each one a reopening of the store
+    dense = {offset + i for offset in frames for i in range(8 + 18 + 32)}
+    dense |= {offset - i for offset in frames[1:] + [len(original)] for i in range(1, 9)}
+    positions = sorted(dense | set(range(0, len(original), 7)))
+    logging.getLogger("smdpp.store.journal").setLevel(logging.ERROR)
+    try:
+        for position in positions:
+            damaged = bytearray(original)
+            damaged[position] ^= 0xFF
+            path.write_bytes(bytes(damaged))
+            for extra in _segments(tmp_path):
+                if extra != name:  # the segment each opening begins
+                    (tmp_path / "sessions" / extra).unlink()
+            hit = max(i for i, offset in enumerate(frames) if offset <= position)
+            store = JournalStore(tmp_path)
+            try:
+                for tid, session in final.items():
+                    got = store.get(tid)
+                    where = f"byte {position} (frame {hit}), {tid}"
+                    if session is None or last_frame[tid] == hit:
+                        assert got is None, where
+                    elif last_frame[tid] > hit or session.state.finished:
+                        assert got is not None and got.to_record() == session.to_record(), where
+                    else:  # in progress before the damage: in doubt
+                        assert got is None, where
+            finally:
+                store.close()
+    finally:
+        logging.getLogger("smdpp.store.journal").setLevel(logging.NOTSET)
 
 
 def test_a_planted_record_is_dropped_not_run(tmp_path: Path,
@@ -240,9 +332,10 @@ def test_files_are_private(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_failed_write_moves_on_to_a_new_segment(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """A short write (a full disk) is an error, and the next frame never follows half a frame."""
+def test_a_failed_write_is_undone_without_a_new_file(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short or failed write (a full disk) is an error, cut back to the last whole frame;
+    no file is created per failure, and writing resumes when space returns."""
     store = JournalStore(tmp_path)
     store.put(_session(1))
     real_write = os.write
@@ -252,18 +345,37 @@ def test_a_failed_write_moves_on_to_a_new_segment(tmp_path: Path,
     monkeypatch.setattr(journal.os, "write", real_write)
     assert store.get(_session(2).transaction_id) is None  # not kept: it is not durable
     store.put(_session(3))
-    assert len(_segments(tmp_path)) == 2
 
     def no_space(fd: int, data: bytes) -> int:
+        real_write(fd, data[:7])  # part of it reached the file before the error
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(journal.os, "write", no_space)
-    with pytest.raises(OSError, match="No space"):
-        store.put(_session(4))
+    for _ in range(18):
+        with pytest.raises(OSError, match="No space"):
+            store.put(_session(4))
     monkeypatch.setattr(journal.os, "write", real_write)
     store.put(_session(5))
-    assert len(_segments(tmp_path)) == 3  # it may have written part of a frame: moved on
+    assert len(_segments(tmp_path)) == 1
     store.close()
     store = JournalStore(tmp_path)
-    assert store.get(_session(1).transaction_id) is not None
-    assert store.get(_session(3).transaction_id) is not None
+    for n, kept in ((1, True), (2, False), (3, True), (4, False), (5, True)):
+        assert (store.get(_session(n).transaction_id) is not None) is kept, n
+    store.close()
+
+
+def test_a_write_that_cannot_be_undone_moves_on_to_a_new_segment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = JournalStore(tmp_path)
+    store.put(_session(1))
+    real_write = os.write
+
+    def fail(*args: object) -> int:
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(journal.os, "write", lambda fd, data: real_write(fd, data[:5]))
+    monkeypatch.setattr(journal.os, "ftruncate", fail)
+    with pytest.raises(OSError, match="only 5 of"):
+        store.put(_session(2))
+    monkeypatch.undo()
+    store.put(_session(3))
+    assert len(_segments(tmp_path)) == 2  # never after half a frame
     store.close()
