@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO
 
-__all__ = ["FORMAT", "LineFormatter", "configure"]
+__all__ = ["FORMAT", "LineFormatter", "Throttle", "configure"]
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -65,3 +65,29 @@ def configure(verbose: bool = False, stream: TextIO | None = None) -> logging.Ha
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     return handler
+
+
+class Throttle:
+    """At most one log line per ``interval`` seconds for one kind of event; the rest counted.
+
+    For events a client can cause at will (refused connections, a full disk
+    failing every request): the first is logged at once, then one line per
+    interval says how many were not.  ``clock`` is for tests.
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._next = float("-inf")
+        self._suppressed = 0
+
+    def due(self) -> int | None:
+        """None while this event must not be logged; else how many went unlogged since the
+        last line (and the caller logs one now)."""
+        now = self._clock()
+        if now < self._next:
+            self._suppressed += 1
+            return None
+        self._next = now + self.interval
+        count, self._suppressed = self._suppressed, 0
+        return count

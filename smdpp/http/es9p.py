@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 
 from smdpp.errors import SgpError
 from smdpp import status
+from smdpp.logs import Throttle
 from smdpp.rsp.engine import RspEngine
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 ADMIN_PROTOCOL = "gsma/rsp/v2.2.0"
 DEFAULT_MAX_BODY = 64 * 1024  # the largest ES9+ request (authenticateClient) is ~3 KiB
 PATH_PREFIX = "/gsma/rsp2/es9plus/"  # SGP.22 6.5.1: https://<address>/gsma/rsp2/es9plus/<function>
+MAX_FQDN = 255  # RFC 1035 2.3.4: the longest smdpAddress (an FQDN, SGP.22 4.1) there can be
+MAX_ECHO = 200  # characters of a message (which may quote the client) in an answer or log line
+SERVER_ERROR_LOG_INTERVAL = 60.0  # seconds between lines about failing server I/O
 
 _JSON_HEADERS = ((b"Content-Type", b"application/json;charset=UTF-8"),
                  (b"X-Admin-Protocol", ADMIN_PROTOCOL.encode()))
@@ -71,6 +75,11 @@ class Function:
     call: Callable[..., dict[str, Any] | None]
     no_content: bool = False  # handleNotification answers 204 (SGP.22 6.5.2.9)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The JSON names of the request fields."""
+        return tuple(name for name, _argument, _kind in self.fields)
+
 
 def _function(fields: dict[str, str], call: Callable[..., dict[str, Any] | None],
               no_content: bool = False) -> Function:
@@ -84,6 +93,8 @@ class Es9pApi:
     def __init__(self, engine: RspEngine, max_body: int = DEFAULT_MAX_BODY) -> None:
         self.engine = engine
         self.max_body = max_body
+        # a full disk fails every request alike: one line per interval, not one per request
+        self._server_errors = Throttle(SERVER_ERROR_LOG_INTERVAL)
         self.functions: dict[str, Function] = {
             "initiateAuthentication": _function(
                 {"euiccChallenge": "b64", "euiccInfo1": "b64", "smdpAddress": "str"},
@@ -118,21 +129,34 @@ class Es9pApi:
             code, error = problem
             return _reply(code, _failed(error))
         try:
-            body = json.loads(request.body)
+            body = json.loads(request.body, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:  # which one a parser keeps differs: refuse, do not guess
+            return _reply(400, _failed(status.malformed(f"duplicate JSON key {exc}")))
         except (ValueError, RecursionError):  # ValueError covers UnicodeDecodeError;
             # deep nesting exceeds the decoder's recursion limit well within max_body
             return _reply(400, _failed(status.malformed("body is not valid JSON")))
         if not isinstance(body, dict):
             return _reply(400, _failed(status.malformed("body is not a JSON object")))
         tid = _loggable_tid(body.get("transactionId"))
+        address = body.get("smdpAddress") if "smdpAddress" in function.names else None
+        if isinstance(address, str) and len(address) > MAX_FQDN:
+            # before anything else: no decoding, no engine call, no echo of it
+            log.info("transactionId=%s: %s refused: smdpAddress of %d characters", tid, name,
+                     len(address))
+            return _reply(200, _failed(status.invalid_smdp_address(
+                f"smdpAddress of {len(address)} characters is longer than an FQDN ({MAX_FQDN})")))
         try:
             result = function.call(**_arguments(function.fields, body))
         except SgpError as err:
             log.info("transactionId=%s: %s failed %s/%s: %s", tid, name, err.subject_code,
-                     err.reason_code, err.message)
+                     err.reason_code, bounded(err.message))
             return _reply(200, _failed(err))
         except OSError as exc:  # the server's own I/O (a full disk under the session store)
-            log.error("transactionId=%s: %s failed on the server: %s", tid, name, exc)
+            unlogged = self._server_errors.due()
+            if unlogged is not None:
+                log.error("transactionId=%s: %s failed on the server: %s%s", tid, name, exc,
+                          f" ({unlogged} more such failure(s) since the last line)"
+                          if unlogged else "")
             return _reply(200, _failed(status.internal_error()))
         except Exception:  # a bug of ours: log it, answer a generic failure
             log.exception("transactionId=%s: %s raised unexpectedly", tid, name)
@@ -209,8 +233,35 @@ def _success(result: dict[str, Any]) -> bytes:
     return b"".join(parts)
 
 
+def bounded(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut to ``limit`` characters, saying so: a message may quote what a client sent."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _failed(error: SgpError) -> dict[str, Any]:
-    return {"header": {"functionExecutionStatus": error.status()}}
+    result = error.status()
+    data = result.get("statusCodeData")
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        data["message"] = bounded(data["message"])
+    return {"header": {"functionExecutionStatus": result}}
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object names a key twice (RFC 8259 4: the outcome is then unpredictable)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: the object as a dict, refused if a key repeats."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise _DuplicateKey(repr(bounded(key, 64)))
+            seen.add(key)
+    return result
 
 
 def _reply(code: int, body: dict[str, Any],

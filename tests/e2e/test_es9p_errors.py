@@ -154,6 +154,36 @@ def test_wrong_smdp_address_is_refused(flow: Flow, address: str) -> None:
     assert_failed(flow.initiate(), "8.8.1", "3.8")
 
 
+def test_an_smdp_address_longer_than_an_fqdn_is_refused_first_and_not_echoed(
+        flow: Flow, shared_server: RunningServer) -> None:
+    """60,000 characters: 8.8.1/3.8 before anything else (the broken euiccChallenge is not
+    looked at), in a small answer and a short log line."""
+    flow.address = "a" * 60_000
+    reply = flow.initiate(euiccChallenge="not base64!")
+    assert_failed(reply, "8.8.1", "3.8")
+    assert len(reply.body) < 1000 and "60000 characters" in reply.body.decode()
+    time.sleep(0.2)  # the log line is written by the server process
+    assert "smdpAddress of 60000 characters" in shared_server.log()
+    assert max(len(line) for line in shared_server.lines) < 1000
+
+
+def test_an_smdp_address_of_255_characters_gets_the_usual_check(flow: Flow) -> None:
+    flow.address = "a" * 255
+    reply = flow.initiate()
+    assert_failed(reply, "8.8.1", "3.8")
+    assert "characters is longer than an FQDN" not in reply.body.decode()
+
+
+def test_duplicate_json_keys_are_a_malformed_request(client: Es9Client) -> None:
+    body = (b'{"transactionId":"00","transactionId":"01",'
+            b'"authenticateServerResponse":"AA=="}')
+    reply = client.post("authenticateClient", body)
+    assert_failed(reply, "1.2", "2.1", http_status=400)
+    assert "duplicate JSON key" in reply.body.decode()
+    nested = b'{"smdpAddress":"x","euiccChallenge":"AA==","euiccInfo1":{"a":1,"a":2}}'
+    assert_failed(client.post("initiateAuthentication", nested), "1.2", "2.1", http_status=400)
+
+
 @pytest.mark.parametrize("length", [0, 15, 17])
 def test_euicc_challenge_length_is_checked(flow: Flow, length: int) -> None:
     assert_failed(flow.initiate(euiccChallenge=b64e(b"\x01" * length)), "1.2", "2.1")

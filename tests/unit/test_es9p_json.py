@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from smdpp.errors import SgpError
 from smdpp.http.es9p import PATH_PREFIX, Es9pApi, HttpRequest, _success
 
 
@@ -74,3 +75,29 @@ def test_a_bug_is_logged_with_its_traceback(caplog: pytest.LogCaptureFixture) ->
     assert answer["statusCodeData"]["reasonCode"] == "4.2"
     [record] = caplog.records
     assert "raised unexpectedly" in record.message and record.exc_info is not None
+
+
+def test_a_full_disk_is_logged_once_per_interval_not_per_request(
+        caplog: pytest.LogCaptureFixture) -> None:
+    api = Es9pApi(_FailingEngine(OSError(28, "No space left on device")))  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="smdpp.http.es9p"):
+        answers = [_initiate(api) for _ in range(18)]
+    assert all(a["statusCodeData"]["reasonCode"] == "4.2" for a in answers)
+    assert len(caplog.records) == 1
+    api._server_errors._next = 0.0  # the interval is over
+    with caplog.at_level(logging.ERROR, logger="smdpp.http.es9p"):
+        _initiate(api)
+    assert len(caplog.records) == 2
+    assert "(17 more such failure(s) since the last line)" in caplog.records[1].message
+
+
+def test_a_long_message_is_bounded_in_the_answer_and_the_log(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An engine message that quotes 60,000 characters of the client's."""
+    api = Es9pApi(_FailingEngine(SgpError("8.8.1", "3.8", "x" * 60_000)))  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="smdpp.http.es9p"):
+        answer = _initiate(api)
+    message = answer["statusCodeData"]["message"]
+    assert message == "x" * 200 + "... (60000 characters)"
+    [record] = caplog.records
+    assert len(record.getMessage()) < 400
