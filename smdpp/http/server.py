@@ -14,7 +14,14 @@ module adds what an exposed server needs around it:
 - ``Expect: 100-continue`` answered (or refused at once with the final answer
   when the announced body is too large);
 - keep-alive and pipelining in order, ``Connection: close`` and HTTP/1.0 honoured;
-- an idle timeout, and reading paused while the client does not read its answers.
+- deadlines a trickle of bytes cannot stretch (:class:`~smdpp.http.guard.Limits`):
+  the head within ``head_timeout`` of its first byte, the body within the time
+  its announced size allows (past either: 408 and a close), ``idle_timeout``
+  before a request begins (then a close), and ``close_timeout`` for a
+  client to read a final answer;
+- a transfer coding other than ``chunked`` answered 501, an HTTP/0.9 request
+  (no version: RFC 9112 2.3 makes servers answer it in 1.x) 400 and closed;
+- reading paused while the client does not read its answers.
 
 It knows nothing of ES9+: the handler maps an :class:`HttpRequest` to an
 :class:`HttpResponse` (:meth:`smdpp.http.es9p.Es9pApi.handle`).
@@ -34,6 +41,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.protocols.policies import TimeoutMixin
 
 from smdpp.http.es9p import HttpRequest, HttpResponse
+from smdpp.http.guard import Limits
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,9 @@ Handler = Callable[[HttpRequest], HttpResponse]
 
 MAX_HEAD = 16 * 1024  # request line + headers; ES9+ clients send well under 1 KiB
 MAX_HEADERS = 100
-IDLE_TIMEOUT = 60.0  # seconds a connection may stay silent between or inside requests
+
+# what a connection is waiting for; each has its own deadline (see HttpConnection._expect)
+_IDLE, _HEAD, _BODY, _CLOSING = "idle", "head", "body", "closing"
 
 _NO_BODY_STATUS = frozenset({204, 304}) | frozenset(range(100, 200))
 
@@ -94,11 +104,11 @@ class HttpFactory(protocol.Factory):
     noisy = False  # no "Starting factory" lines
 
     def __init__(self, handler: Handler, max_body: int, max_head: int = MAX_HEAD,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+                 limits: Limits = Limits()) -> None:
         self.handler = handler
         self.max_body = max_body
         self.max_head = max_head
-        self.idle_timeout = idle_timeout
+        self.limits = limits
         self.clock = _Clock()
 
     def buildProtocol(self, addr: Any) -> "HttpConnection":
@@ -116,19 +126,24 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
         self._parser = httptools.HttpRequestParser(self)
         self._closing = False
         self._in_head = True  # between the start of a request and the end of its headers
-        self._head_bytes = 0
+        self._head_bytes = 0  # received since the request began (over several reads)
+        self._first_line = b""  # the request line so far, until its end is seen
+        self._line_pending = False
+        self._waiting = _IDLE
         self._reset_request()
         # the transport pauses us (we stop reading) while its write buffer is full
         self._reader = _reading_side(self.transport)
         # plain TCP: answers go straight to the socket while nothing waits in Twisted's buffer
         self._socket = _tcp_socket(self.transport)
         self.transport.registerProducer(self, True)
-        self.setTimeout(self.factory.idle_timeout)
+        self.setTimeout(self.factory.limits.idle_timeout)
 
     def _reset_request(self) -> None:
         self._url: list[bytes] = []
         self._headers: dict[bytes, bytes] = {}
         self._header_count = 0
+        self._head_size = 0  # request line and header fields, as parsed
+        self._codings: list[bytes] = []  # every Transfer-Encoding field, in order
         self._body: list[bytes] = []
         self._body_size = 0
         self._too_large = False
@@ -140,9 +155,12 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
-        self.resetTimeout()
+        # no resetTimeout(): a byte now and then must not stretch a deadline
         if self._in_head:
             self._head_bytes += len(data)
+            # a read that starts a request (no URL yet) or ends a request line begun before
+            if (self._line_pending or not self._url) and not self._check_request_line(data):
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -164,9 +182,44 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
         self._body = []
 
     def timeoutConnection(self) -> None:
-        """Idle for IDLE_TIMEOUT: close without an answer (nothing may be pending)."""
-        self._closing = True
-        self.transport.abortConnection()
+        """A deadline passed: 408 for a request begun and not complete, else just close."""
+        limits = self.factory.limits
+        if self._waiting is _HEAD and not self._closing:
+            self._refuse(408, b"request head not complete within %g s" % limits.head_timeout)
+        elif self._waiting is _BODY and not self._closing:
+            self._refuse(408, b"request body not complete in time (%g s at most, "
+                              b"%g bytes/s at least)" % (limits.body_timeout, limits.body_min_rate))
+        else:  # idle, or a final answer the client does not read: nothing may be pending
+            self._closing = True
+            self.transport.abortConnection()
+
+    def _expect(self, waiting: str, seconds: float) -> None:
+        """Wait for ``waiting`` at most ``seconds`` from now (one timer, moved)."""
+        self._waiting = waiting
+        self.setTimeout(seconds)
+
+    def _check_request_line(self, data: bytes) -> bool:
+        """False (after a 400) for an HTTP/0.9 request line, which has no version.
+
+        llhttp would wait for headers that an HTTP/0.9 client never sends.
+        Empty lines before the request line are skipped, as llhttp does.
+        """
+        line = self._first_line + data
+        while True:
+            end = line.find(b"\n")
+            if end < 0:
+                self._first_line = line[:self.factory.max_head + 1]
+                self._line_pending = bool(self._first_line)
+                return True
+            if line[:end].strip():
+                break
+            line = line[end + 1:]
+        self._line_pending = False
+        self._first_line = b""
+        if line[:end].rstrip(b"\r").rpartition(b" ")[2].startswith(b"HTTP/"):
+            return True
+        self._refuse(400, b"HTTP/0.9 is not supported: send HTTP/1.1")
+        return False
 
     # IPushProducer, for the transport: stop reading while answers pile up unread
     def pauseProducing(self) -> None:
@@ -185,14 +238,20 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
     def on_message_begin(self) -> None:
         self._in_head = True
         self._reset_request()
+        self._expect(_HEAD, self.factory.limits.head_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)  # llhttp may hand the URL over in pieces
+        self._head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
+        self._head_size += len(name) + len(value) + 4
+        lower = name.lower()
+        if lower == b"transfer-encoding":
+            self._codings.append(value)
         if self._header_count <= MAX_HEADERS:
-            self._headers[name.lower()] = value
+            self._headers[lower] = value
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -200,12 +259,27 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
         self._method = self._parser.get_method()
         if self._closing:
             return
+        # counted as parsed: a whole head in one read is held to the limit too
+        if self._head_size > self.factory.max_head:
+            self._refuse(431, b"request head too large")
+            return
         if self._header_count > MAX_HEADERS:
             self._refuse(431, b"too many header fields")
             return
+        if self._parser.get_http_version() == "0.9":
+            self._refuse(400, b"HTTP/0.9 is not supported: send HTTP/1.1")
+            return
+        if self._codings:
+            codings = [c.strip().lower() for v in self._codings for c in v.split(b",")]
+            if codings != [b"chunked"]:  # RFC 9112 6.1: 501 for a coding the server lacks
+                self._refuse(501, b"transfer coding not supported: only chunked")
+                return
         length = self._headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.factory.max_body:
+        known = int(length) if length is not None and length.isdigit() else None
+        if known is not None and known > self.factory.max_body:
             self._too_large = True
+        self._expect(_BODY, self.factory.limits.body_deadline(
+            None if self._codings else known))
         if (self._headers.get(b"expect", b"").lower() == b"100-continue"
                 and self._parser.get_http_version() == "1.1"):
             if self._too_large:
@@ -227,6 +301,7 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
         self._in_head = True
         if self._closing or self._answered:
             return
+        self._expect(_IDLE, self.factory.limits.idle_timeout)
         self._send(self._call_handler(), close=not self._parser.should_keep_alive())
 
     # -- answering -------------------------------------------------------------
@@ -244,6 +319,7 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
         request = HttpRequest(self._method.decode("latin-1"), path, self._headers,
                               b"".join(self._body), self._too_large)
         self._body = []
+        self._url = []  # an empty URL marks the next read as the start of a request
         try:
             return self.factory.handler(request)
         except Exception:  # the handler answers every request itself; this is a bug
@@ -268,7 +344,9 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
         self._write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
         if close:
             self._closing = True
-            # without a producer the transport closes once the answer is written
+            # without a producer the transport closes once the answer is written;
+            # a client that does not read it is cut off after close_timeout
+            self._expect(_CLOSING, self.factory.limits.close_timeout)
             self.transport.unregisterProducer()
             self.transport.loseConnection()
 
