@@ -93,14 +93,23 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     from twisted.internet.error import CannotListenError
     from smdpp.http.es9p import Es9pApi
 
+    from smdpp.http.guard import (ConnectionGuard, GuardedFactory, Limits,
+                                  log_twisted_warnings, raise_fd_limit)
+
     api = Es9pApi(engine)
+    log_twisted_warnings()
+    limits = Limits.from_namespace(args).fitted(raise_fd_limit())
+    log.info("limits: head %g s, body %g s (at least %g bytes/s), idle %g s, TLS handshake %g s; "
+             "%d connections per process, %d per client", limits.head_timeout,
+             limits.body_timeout, limits.body_min_rate, limits.idle_timeout,
+             limits.tls_handshake_timeout, limits.max_connections, limits.max_per_client)
     site: Any
     if args.http == "klein":
         from smdpp.http.klein_routes import Es9pRoutes
-        site = Es9pRoutes(api).site()
+        site = Es9pRoutes(api).site(limits)
     else:
         from smdpp.http.server import HttpFactory
-        site = HttpFactory(api.handle, api.max_body)
+        site = HttpFactory(api.handle, api.max_body, limits=limits)
     factory: Any = site
     scheme = "http"
     if args.tls:
@@ -108,7 +117,9 @@ def serve(engine: RspEngine, args: argparse.Namespace,
         if dptls is None:
             engine.store.close()
             return 1
-        factory, scheme = dptls.wrap(site), "https"
+        factory, scheme = dptls.wrap(site, limits.tls_handshake_timeout), "https"
+    factory = GuardedFactory(factory, ConnectionGuard(limits.max_connections,
+                                                      limits.max_per_client))
     try:
         if listen is None:
             port = reactor.listenTCP(args.port, factory, interface=args.host)

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from smdpp import app, logs
+from smdpp.http.guard import Limits
 from smdpp.store import default_url
 
 DEFAULT_HOSTNAME = "testsmdpplus1.example.com"
@@ -58,8 +59,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--session-lifetime", type=float, default=600.0, metavar="SECONDS",
                         help="how long a session may take from initiateAuthentication to "
                              "its end (default: %(default)s)")
+    add_limit_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     args = parser.parse_args(argv)
+    for name, value in vars(Limits.from_namespace(args)).items():
+        if not value > 0:
+            parser.error(f"--{name.replace('_', '-')} must be more than 0".replace(
+                "--max-per-client", "--max-connections-per-client"))
     if args.in_memory and args.store not in (None, "memory:"):
         parser.error(f"--in-memory contradicts --store {args.store}")
     if args.workers < 1:
@@ -67,6 +73,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.store is None:
         args.store = "memory:" if args.in_memory else default_url(args.workers)
     return args
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """Deadlines and connection caps of an exposed server (:class:`Limits`)."""
+    d = Limits()
+    group = parser.add_argument_group(
+        "limits", "deadlines that a trickle of bytes does not move, and connection caps "
+        "(the defaults are far beyond what an LPA on a slow mobile link needs)")
+    for flag, name, kind, text in (
+            ("--head-timeout", "head_timeout", float, "seconds for a request head from its first byte"),
+            ("--body-timeout", "body_timeout", float, "seconds at most for a request body"),
+            ("--body-min-rate", "body_min_rate", float,
+             "bytes/s: a body of N bytes may take 10 s + N/rate (up to --body-timeout)"),
+            ("--idle-timeout", "idle_timeout", float,
+             "seconds a kept-alive connection may wait for its next request"),
+            ("--tls-handshake-timeout", "tls_handshake_timeout", float,
+             "seconds for the TLS handshake (--tls)"),
+            ("--max-connections", "max_connections", int,
+             "open connections per process (lowered to fit the open files limit)"),
+            ("--max-connections-per-client", "max_per_client", int,
+             "open connections per client address")):
+        group.add_argument(flag, dest=name, type=kind, default=getattr(d, name),
+                           metavar="N", help=f"{text} (default: %(default)s)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,11 @@ LOG_INTERVAL = 60.0
 FD_RESERVE = 64
 
 
+#: The Limits fields that the command line sets (``--head-timeout`` ...).
+_OPTIONS = ("head_timeout", "body_timeout", "body_min_rate", "idle_timeout",
+            "tls_handshake_timeout", "max_connections", "max_per_client")
+
+
 @dataclass(frozen=True)
 class Limits:
     """Deadlines and caps of one server (the command line's ``--*-timeout``, ``--max-*``)."""
@@ -64,6 +69,12 @@ class Limits:
             return self.body_timeout
         return min(self.body_timeout, self.body_grace + length / self.body_min_rate)
 
+    @classmethod
+    def from_namespace(cls, args: Any) -> "Limits":
+        """The limits of a parsed command line (its attributes of the same names), defaults
+        for those it lacks."""
+        return cls(**{name: getattr(args, name) for name in _OPTIONS if hasattr(args, name)})
+
     def fitted(self, soft_fd_limit: int) -> "Limits":
         """These limits with ``max_connections`` lowered to what ``soft_fd_limit`` allows."""
         room = max(1, soft_fd_limit - FD_RESERVE)
@@ -87,22 +98,26 @@ class ConnectionGuard:
         self.open = 0
         self.refused = 0  # since start
         self._per_client: dict[str, int] = {}
-        self._throttle = Throttle(log_interval) if clock is None else Throttle(log_interval, clock)
+        # one line per interval for each cap, so that one does not hide the other
+        self._throttles = tuple(Throttle(log_interval) if clock is None
+                                else Throttle(log_interval, clock) for _cap in range(2))
 
     def admit(self, host: str) -> bool:
         """Count a new connection from ``host``; False (and logged, throttled) past a cap."""
         count = self._per_client.get(host, 0)
         if self.open >= self.max_connections:
             why = f"{self.open} connections open, the most per process (--max-connections)"
+            throttle = self._throttles[0]
         elif count >= self.max_per_client:
             why = (f"{count} connections open from it, the most per client "
                    "(--max-connections-per-client)")
+            throttle = self._throttles[1]
         else:
             self.open += 1
             self._per_client[host] = count + 1
             return True
         self.refused += 1
-        unlogged = self._throttle.due()
+        unlogged = throttle.due()
         if unlogged is not None:
             log.warning("connection from %s closed at once: %s; %d refused since start%s",
                         host[:64], why, self.refused,

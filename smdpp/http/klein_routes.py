@@ -4,16 +4,29 @@ For embedding smdpp in a Klein or twisted.web application, and for comparing
 with the built-in server (:mod:`smdpp.http.server`), which serves the same
 :class:`~smdpp.http.es9p.Es9pApi` at about a fifth of the per-request CPU
 (``python -m bench.download --server-arg=--http --server-arg=klein``).
+
+The deadlines of :class:`~smdpp.http.guard.Limits` hold here too
+(:class:`Es9pChannel`), with what twisted.web does not allow:
+
+- a request line or header line longer than 16 KiB closes the connection
+  without an answer (twisted.web's line limit), where the built-in server
+  answers 431;
+- a transfer coding other than chunked is refused 400 by twisted.web (the
+  built-in server: 501), and so is an HTTP/0.9 request line;
+- while a request is being answered no deadline runs (twisted.web's design;
+  ES9+ answers are computed at once, so this is not a wait on the client).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from klein import Klein
+from twisted.web.http import HTTPChannel
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request, Site
 
 from smdpp.http.es9p import DEFAULT_MAX_BODY, Es9pApi, HttpRequest
+from smdpp.http.guard import Limits
 
 
 class Es9pRoutes:
@@ -28,9 +41,9 @@ class Es9pRoutes:
         """The twisted.web resource to serve."""
         return self.app.resource()
 
-    def site(self) -> Site:
+    def site(self, limits: Limits = Limits()) -> Site:
         """The twisted.web site to listen with: :class:`Es9pSite` over :meth:`resource`."""
-        return Es9pSite(self.resource(), self.api.max_body)
+        return Es9pSite(self.resource(), self.api.max_body, limits)
 
     @app.route("/gsma/rsp2/es9plus/<string:name>",
                methods=["POST", "GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"])
@@ -60,9 +73,19 @@ class Es9pSite(Site):
 
     displayTracebacks = False  # a traceback is never an answer to the network
 
-    def __init__(self, resource: Any, max_body: int = DEFAULT_MAX_BODY) -> None:
-        super().__init__(resource, requestFactory=Es9pRequest, parsePOSTFormSubmission=False)
+    def __init__(self, resource: Any, max_body: int = DEFAULT_MAX_BODY,
+                 limits: Limits = Limits()) -> None:
+        super().__init__(resource, requestFactory=Es9pRequest, parsePOSTFormSubmission=False,
+                         timeout=limits.idle_timeout)
         self.max_body = max_body
+        self.limits = limits
+
+    def protocol(self) -> "Es9pChannel":  # type: ignore[override]
+        """twisted.web builds each connection's channel with this (HTTP/1.1 only)."""
+        channel = Es9pChannel()
+        # after a timeout's answer, how long a client that does not read it keeps the connection
+        channel.abortTimeout = self.limits.close_timeout
+        return channel
 
     def log(self, request: Any) -> None:
         """No access log line (see the class docstring)."""
@@ -95,3 +118,60 @@ class Es9pRequest(Request):
             self.body_too_large = True
         if not self.body_too_large:
             super().handleContentChunk(data)
+
+
+class Es9pChannel(HTTPChannel):
+    """An HTTPChannel whose deadlines are not moved by each byte that arrives.
+
+    twisted.web has one idle timeout, restarted by every read, so a byte every
+    few seconds held a connection for ever.  Here, as in
+    :mod:`smdpp.http.server`, each phase has its own deadline: the keep-alive
+    idle limit until a request's first byte, then the head's, then the body's
+    (from its Content-Length and the minimum rate); a request not complete in
+    time is answered 408.
+    """
+
+    site: Es9pSite
+    _waiting = "idle"
+
+    def resetTimeout(self) -> None:
+        """Called by twisted.web on every read: deliberately nothing (see the class docstring)."""
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._waiting == "idle" and data.strip(b"\r\n"):
+            self._expect("head", self.site.limits.head_timeout)
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        super().allHeadersReceived()
+        # twisted.web's length: the Content-Length, None for chunked, 0 without a body
+        self._expect("body", self.site.limits.body_deadline(self.length))
+
+    def allContentReceived(self) -> None:
+        self._waiting = "answer"  # twisted.web stops the timer while the answer is made
+        super().allContentReceived()
+
+    def requestDone(self, request: Any) -> None:
+        # the deadline twisted.web restores when the next request may come: the idle one;
+        # set before, as it goes on at once with requests already received
+        self._savedTimeOut = self.site.limits.idle_timeout
+        self._waiting = "idle"
+        super().requestDone(request)
+
+    def timeoutConnection(self) -> None:
+        if self._waiting in ("head", "body"):
+            limit = ("head", self.site.limits.head_timeout) if self._waiting == "head" else \
+                ("body", self.site.limits.body_timeout)
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                                 b"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+                                 % _timeout_body(*limit))
+        super().timeoutConnection()
+
+    def _expect(self, waiting: str, seconds: float) -> None:
+        self._waiting = waiting
+        self.setTimeout(seconds)
+
+
+def _timeout_body(part: str, seconds: float) -> tuple[int, bytes]:
+    body = b"request %s not complete in time (%g s at most)\n" % (part.encode(), seconds)
+    return len(body), body

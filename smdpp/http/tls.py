@@ -223,9 +223,28 @@ class _HelloRecordingTLS(BufferingTLSTransport):
             self.recording = len(data) < room
         super().dataReceived(data)
 
+    def makeConnection(self, transport: Any) -> None:
+        # the handshake deadline (issue 17): bytes trickling in do not move it
+        self.handshake_deadline = self.factory.callLater(self.factory.handshake_timeout,
+                                                         self._handshake_too_slow)
+        super().makeConnection(transport)
+
+    def _handshake_too_slow(self) -> None:
+        if not self._handshakeDone and self.transport is not None:
+            log.debug("TLS: handshake with %s not done within %g s, connection closed",
+                      getattr(self.transport.getPeer(), "host", "?"), self.factory.handshake_timeout)
+            self.transport.abortConnection()
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.handshake_deadline.active():
+            self.handshake_deadline.cancel()
+        super().connectionLost(reason)
+
 
 class _DptlsFactory(TLSMemoryBIOFactory):
     protocol = _HelloRecordingTLS
+    handshake_timeout = 10.0
+    callLater: Any = None  # the reactor's, or a test clock's
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -364,6 +383,12 @@ class DptlsServer:
         except Exception:  # logging must not break OpenSSL's callback
             log.exception("TLS: could not describe a failed handshake")
 
-    def wrap(self, factory: Any) -> TLSMemoryBIOFactory:
-        """A Twisted factory serving ``factory`` (the ES9+ Site) over this TLS."""
-        return _DptlsFactory(self, False, factory)
+    def wrap(self, factory: Any, handshake_timeout: float = 10.0) -> TLSMemoryBIOFactory:
+        """A Twisted factory serving ``factory`` (the ES9+ Site) over this TLS; a handshake
+        not done within ``handshake_timeout`` seconds of the connection is cut off."""
+        from twisted.internet import reactor
+
+        wrapped = _DptlsFactory(self, False, factory)
+        wrapped.handshake_timeout = handshake_timeout
+        wrapped.callLater = reactor.callLater
+        return wrapped

@@ -14,7 +14,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -44,13 +44,17 @@ class RunningServer:
                 self.process.wait()
 
 
-def start_server(data_dir: Path, *extra: str, timeout: float = 60.0) -> RunningServer:
-    """Start ``./osmo-smdpp.py`` on 127.0.0.1 and wait until it serves."""
+def start_server(data_dir: Path, *extra: str, timeout: float = 60.0,
+                 preexec_fn: Callable[[], None] | None = None) -> RunningServer:
+    """Start ``./osmo-smdpp.py`` on 127.0.0.1 and wait until it serves.
+
+    ``preexec_fn`` runs in the child before the server (e.g. a lower resource limit).
+    """
     cmd = [sys.executable, str(REPO / "osmo-smdpp.py"), "-H", "127.0.0.1", "-p", "0",
            "--data-dir", str(data_dir), *extra]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env, cwd=REPO)
+                               text=True, env=env, cwd=REPO, preexec_fn=preexec_fn)
     lines: list[str] = []
     found: list[str] = []
     ready = threading.Event()

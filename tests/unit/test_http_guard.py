@@ -1,0 +1,99 @@
+"""Connection caps, limits fitted to the open files limit, and throttled log lines
+(smdpp/http/guard.py, smdpp/logs.py), without sockets."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from smdpp.http.guard import FD_RESERVE, ConnectionGuard, GuardedFactory, Limits
+from smdpp.logs import Throttle
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttle_lets_one_line_through_per_interval_and_counts_the_rest() -> None:
+    clock = FakeClock()
+    throttle = Throttle(60, clock)
+    assert throttle.due() == 0
+    assert [throttle.due() for _ in range(5)] == [None] * 5
+    clock.now = 59.9
+    assert throttle.due() is None
+    clock.now = 60.0
+    assert throttle.due() == 6
+    assert throttle.due() is None
+
+
+def test_caps_per_client_and_per_process(caplog: pytest.LogCaptureFixture) -> None:
+    guard = ConnectionGuard(max_connections=5, max_per_client=2, clock=FakeClock())
+    with caplog.at_level(logging.WARNING, logger="smdpp.http.guard"):
+        assert [guard.admit("a") for _ in range(3)] == [True, True, False]
+        assert [guard.admit(h) for h in "bcd"] == [True, True, True]
+        assert guard.admit("e") is False  # 5 open
+        assert guard.admit("f") is False
+    assert (guard.open, guard.refused, guard.clients()) == (5, 3, 4)
+    # one line per cap and interval: the client cap's, then the process cap's
+    assert len(caplog.records) == 2
+    assert "most per client" in caplog.records[0].message
+    assert "most per process" in caplog.records[1].message
+    guard.release("a")
+    assert guard.admit("e") is True
+    for host in "aabcde":
+        guard.release(host)
+    assert (guard.open, guard.clients()) == (0, 0)
+    guard.release("z")  # never admitted: no negative counts
+    assert guard.open == 0
+
+
+def test_limits_fit_the_open_files_limit() -> None:
+    limits = Limits(max_connections=4096)
+    assert limits.fitted(1 << 20) is limits
+    assert limits.fitted(128).max_connections == 128 - FD_RESERVE
+    assert limits.fitted(10).max_connections == 1
+
+
+def test_the_body_deadline_follows_the_announced_size() -> None:
+    limits = Limits(body_timeout=60, body_min_rate=1024, body_grace=10)
+    assert limits.body_deadline(3 * 1024) == pytest.approx(13.0)
+    assert limits.body_deadline(0) == 10
+    assert limits.body_deadline(10 << 20) == 60
+    assert limits.body_deadline(None) == 60  # chunked: no size known
+
+
+class Proto:
+    def __init__(self) -> None:
+        self.lost = 0
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.lost += 1
+
+
+class Inner:
+    def __init__(self) -> None:
+        self.built: list[Proto] = []
+
+    def buildProtocol(self, addr: object) -> Proto:
+        self.built.append(Proto())
+        return self.built[-1]
+
+
+class Addr:
+    host = "192.0.2.1"
+
+
+def test_guarded_factory_frees_the_slot_once_when_the_connection_ends() -> None:
+    inner = Inner()
+    guard = ConnectionGuard(max_connections=10, max_per_client=1)
+    factory = GuardedFactory(inner, guard)
+    first = factory.buildProtocol(Addr())
+    assert first is inner.built[0] and factory.buildProtocol(Addr()) is None
+    first.connectionLost(None)
+    first.connectionLost(None)  # twice: counted once
+    assert first.lost == 2 and guard.open == 0
+    assert factory.buildProtocol(Addr()) is not None
