@@ -94,10 +94,12 @@ def _one_download(client: TimedEs9Client, identity: EuiccIdentity, smdp_address:
 
 def run_load(url: str, identities: list[EuiccIdentity], *, smdp_address: str, matching_id: str,
              count: int, concurrency: int, max_seconds: float | None = None,
-             on_done: Callable[[int], None] | None = None) -> LoadResult:
+             on_done: Callable[[int], None] | None = None,
+             client_options: Mapping[str, Any] | None = None) -> LoadResult:
     """Run ``count`` downloads with ``concurrency`` in flight; stop starting new ones after
     ``max_seconds``.  ``on_done(n)`` is called (from a worker thread) after the n-th
-    finished download.
+    finished download.  ``client_options`` go to each :class:`TimedEs9Client` (for
+    HTTPS: ``ca_file``, ``tls_server_name``).
     """
     if count < 0 or concurrency < 1 or not identities:
         raise ValueError("count >= 0, concurrency >= 1 and one eUICC identity at least")
@@ -119,7 +121,7 @@ def run_load(url: str, identities: list[EuiccIdentity], *, smdp_address: str, ma
             return started - 1
 
     def worker() -> None:
-        with TimedEs9Client(url) as client:
+        with TimedEs9Client(url, **(client_options or {})) as client:
             while (index := next_index()) is not None:
                 outcome = _one_download(client, identities[index % len(identities)],
                                         smdp_address, matching_id)

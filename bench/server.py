@@ -22,7 +22,7 @@ from bench.profiled_server import START_SIGNAL, STOP_SIGNAL
 __all__ = ["REPO", "ServerProcess", "start_server", "PySpy"]
 
 REPO = Path(__file__).resolve().parents[1]
-READY = re.compile(r"serving ES9\+ for \S+ on (http://[0-9.]+:\d+)/")
+READY = re.compile(r"serving ES9\+ for \S+ on (https?://[0-9.]+:\d+)/")
 LOG_NAME = "server.log"
 
 

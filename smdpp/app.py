@@ -93,7 +93,7 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     from twisted.internet.error import CannotListenError
     from smdpp.http.es9p import Es9pApi
 
-    from smdpp.http.guard import (ConnectionGuard, GuardedFactory, Limits,
+    from smdpp.http.guard import (LISTEN_BACKLOG, ConnectionGuard, GuardedFactory, Limits,
                                   log_twisted_warnings, raise_fd_limit)
 
     api = Es9pApi(engine)
@@ -122,7 +122,8 @@ def serve(engine: RspEngine, args: argparse.Namespace,
                                                       limits.max_per_client))
     try:
         if listen is None:
-            port = reactor.listenTCP(args.port, factory, interface=args.host)
+            port = reactor.listenTCP(args.port, factory, backlog=LISTEN_BACKLOG,
+                                     interface=args.host)
         else:
             port = listen(factory)
     except CannotListenError as exc:

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL = 60.0
 #: File descriptors kept free of connections: the store, logs, CRL reloads, TLS files.
 FD_RESERVE = 64
+#: Connections the kernel may hold complete but not yet accepted.  Twisted's default
+#: of 50 let a burst of connections overflow it: the kernel then drops handshakes and
+#: clients retry after 1, 2, 4... s, legitimate ones included (Linux caps it at somaxconn).
+LISTEN_BACKLOG = 1024
 
 
 #: The Limits fields that the command line sets (``--head-timeout`` ...).

@@ -14,7 +14,9 @@ The deadlines of :class:`~smdpp.http.guard.Limits` hold here too
 - a transfer coding other than chunked is refused 400 by twisted.web (the
   built-in server: 501), and so is an HTTP/0.9 request line;
 - while a request is being answered no deadline runs (twisted.web's design;
-  ES9+ answers are computed at once, so this is not a wait on the client).
+  ES9+ answers are computed at once, so this is not a wait on the client);
+- pipelined requests are answered one per reactor turn (twisted.web would
+  answer all that have arrived in one go, see :meth:`Es9pChannel.setLineMode`).
 """
 from __future__ import annotations
 
@@ -133,6 +135,7 @@ class Es9pChannel(HTTPChannel):
 
     site: Es9pSite
     _waiting = "idle"
+    _pipelined: Any = None  # the delayed call that goes on with pipelined requests
 
     def resetTimeout(self) -> None:
         """Called by twisted.web on every read: deliberately nothing (see the class docstring)."""
@@ -157,6 +160,32 @@ class Es9pChannel(HTTPChannel):
         self._savedTimeOut = self.site.limits.idle_timeout
         self._waiting = "idle"
         super().requestDone(request)
+
+    def setLineMode(self, extra: bytes = b"") -> Any:
+        """twisted.web calls this when an answer is done, with the requests pipelined meanwhile.
+
+        It would parse and answer all of them at once, in one reactor turn: a
+        few connections pipelining hundreds of requests each held every other
+        client for seconds.  Here the next request waits for a later reactor
+        turn, reading paused until then, so that connections take turns.
+        """
+        if not extra:
+            return super().setLineMode()
+        super().setLineMode()
+        self._networkProducer.pauseProducing()
+        self._pipelined = self.callLater(0, self._next_pipelined, extra)
+        return None
+
+    def _next_pipelined(self, extra: bytes) -> None:
+        self._pipelined = None
+        if not self._waitingForTransport:  # else the transport resumes us once it drains
+            self._networkProducer.resumeProducing()
+        self.dataReceived(extra)
+
+    def connectionLost(self, reason: Any) -> None:
+        if self._pipelined is not None and self._pipelined.active():
+            self._pipelined.cancel()
+        super().connectionLost(reason)
 
     def timeoutConnection(self) -> None:
         if self._waiting in ("head", "body"):

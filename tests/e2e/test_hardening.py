@@ -7,6 +7,7 @@ the per-client cap does not touch the legitimate downloads from 127.0.0.1.
 """
 from __future__ import annotations
 
+import re
 import resource
 import socket
 import time
@@ -135,6 +136,24 @@ def test_the_per_process_cap_closes_new_connections_and_is_logged_once(
     log = server.log()
     assert log.count("the most per process (--max-connections)") == 1  # once per minute
     _download(server)  # slots come back as connections end
+
+
+def test_pipelined_requests_are_all_answered_in_order(server: RunningServer) -> None:
+    """Answered one per reactor turn under klein (see Es9pChannel.setLineMode), in order."""
+    body = b"{}"
+    requests = b"".join(
+        b"POST /gsma/rsp2/es9plus/%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Admin-Protocol: gsma/rsp/v2.2.0\r\nContent-Length: 2\r\n\r\n%s"
+        % (b"initiateAuthentication" if n % 2 else b"nothing", body) for n in range(60))
+    sock = _connect(server, "127.0.0.6")
+    sock.sendall(requests)
+    data = b""
+    while data.count(b"HTTP/1.1 ") < 60:
+        chunk = sock.recv(65536)  # klein answers chunked, the built-in server with a length
+        assert chunk, f"closed after {data.count(b'HTTP/1.1 ')} answers"
+        data += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d+) ", data) == [b"404", b"200"] * 30
+    sock.close()
 
 
 def test_limits_appear_in_the_start_up_log(server: RunningServer) -> None:
