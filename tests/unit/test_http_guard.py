@@ -97,3 +97,26 @@ def test_guarded_factory_frees_the_slot_once_when_the_connection_ends() -> None:
     first.connectionLost(None)  # twice: counted once
     assert first.lost == 2 and guard.open == 0
     assert factory.buildProtocol(Addr()) is not None
+
+
+def test_twisted_accept_failures_reach_the_log_once_per_interval(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Twisted's tcp.Port logs EMFILE to its own log system, which nobody read."""
+    from twisted.logger import Logger, globalLogPublisher
+
+    from smdpp.http.guard import log_twisted_warnings
+
+    observer = log_twisted_warnings(interval=60)
+    try:
+        port_log = Logger(namespace="twisted.internet.tcp.Port")
+        with caplog.at_level(logging.INFO, logger="smdpp.twisted"):
+            for _ in range(5):  # the text of twisted.internet.tcp._accept
+                port_log.info("EMFILE encountered; releasing reserved file descriptor.")
+            port_log.info("Timing out client: {peer}", peer="x")  # info: not forwarded
+            port_log.warn("something odd: {what}", what="y")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert messages[0].startswith("accept() failed, out of file descriptors")
+    assert messages[1] == "something odd: y"
