@@ -6,6 +6,7 @@ catch, so removing that check from the server makes its test fail.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
