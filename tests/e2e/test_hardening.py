@@ -156,6 +156,26 @@ def test_pipelined_requests_are_all_answered_in_order(server: RunningServer) -> 
     sock.close()
 
 
+@pytest.mark.parametrize("request_bytes, smdpp_status, klein_status", [
+    # a transfer coding other than chunked: 501 (RFC 9112 6.1); twisted.web answers 400
+    (b"POST /gsma/rsp2/es9plus/initiateAuthentication HTTP/1.1\r\nHost: x\r\n"
+     b"Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", b"501", b"400"),
+    (b"GET /\r\n", b"400", b"400"),  # HTTP/0.9
+    # a head over 16 KiB in one write: 431; twisted.web closes at its line limit
+    (b"POST /gsma/rsp2/es9plus/initiateAuthentication HTTP/1.1\r\nX-Long: "
+     + b"a" * 65_000 + b"\r\nContent-Length: 0\r\n\r\n", b"431", b""),
+])
+def test_requests_that_are_not_plain_http11_are_refused_and_closed(
+        server: RunningServer, request_bytes: bytes, smdpp_status: bytes,
+        klein_status: bytes) -> None:
+    sock = _connect(server, "127.0.0.7")
+    sock.sendall(request_bytes)
+    data, elapsed = _until_closed(sock, 5.0)
+    expected = klein_status if "--http klein" in " ".join(server.process.args) else smdpp_status
+    assert data.split(b" ", 2)[1:2] == ([expected] if expected else []), data[:200]
+    assert elapsed < 1.0  # closed at once, not at a deadline
+
+
 def test_limits_appear_in_the_start_up_log(server: RunningServer) -> None:
     log = server.log()
     assert "limits: head 1 s, body 3 s (at least 100 bytes/s), idle 2 s" in log
