@@ -9,10 +9,26 @@ The codes themselves are built in :mod:`smdpp.status`, nowhere else.
 from __future__ import annotations
 
 
+#: Characters of a message kept: it may quote what a client sent, and it goes into the
+#: answer and the log lines.
+MAX_MESSAGE = 200
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to ``limit`` characters, saying so."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 class SgpError(Exception):
-    """A function execution failure with its SGP.22 subject and reason codes."""
+    """A function execution failure with its SGP.22 subject and reason codes.
+
+    The message is cut to :data:`MAX_MESSAGE` characters (:func:`bounded`).
+    """
 
     def __init__(self, subject_code: str, reason_code: str, message: str) -> None:
+        message = bounded(message)
         super().__init__(f"{subject_code}/{reason_code}: {message}")
         self.subject_code = subject_code
         self.reason_code = reason_code

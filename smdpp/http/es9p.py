@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from smdpp.errors import SgpError
+from smdpp.errors import SgpError, bounded
 from smdpp import status
 from smdpp.logs import Throttle
 from smdpp.rsp.engine import RspEngine
@@ -32,7 +32,6 @@ ADMIN_PROTOCOL = "gsma/rsp/v2.2.0"
 DEFAULT_MAX_BODY = 64 * 1024  # the largest ES9+ request (authenticateClient) is ~3 KiB
 PATH_PREFIX = "/gsma/rsp2/es9plus/"  # SGP.22 6.5.1: https://<address>/gsma/rsp2/es9plus/<function>
 MAX_FQDN = 255  # RFC 1035 2.3.4: the longest smdpAddress (an FQDN, SGP.22 4.1) there can be
-MAX_ECHO = 200  # characters of a message (which may quote the client) in an answer or log line
 SERVER_ERROR_LOG_INTERVAL = 60.0  # seconds between lines about failing server I/O
 
 _JSON_HEADERS = ((b"Content-Type", b"application/json;charset=UTF-8"),
@@ -149,7 +148,7 @@ class Es9pApi:
             result = function.call(**_arguments(function.fields, body))
         except SgpError as err:
             log.info("transactionId=%s: %s failed %s/%s: %s", tid, name, err.subject_code,
-                     err.reason_code, bounded(err.message))
+                     err.reason_code, err.message)
             return _reply(200, _failed(err))
         except OSError as exc:  # the server's own I/O (a full disk under the session store)
             unlogged = self._server_errors.due()
@@ -233,19 +232,8 @@ def _success(result: dict[str, Any]) -> bytes:
     return b"".join(parts)
 
 
-def bounded(text: str, limit: int = MAX_ECHO) -> str:
-    """``text`` cut to ``limit`` characters, saying so: a message may quote what a client sent."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text)} characters)"
-
-
 def _failed(error: SgpError) -> dict[str, Any]:
-    result = error.status()
-    data = result.get("statusCodeData")
-    if isinstance(data, dict) and isinstance(data.get("message"), str):
-        data["message"] = bounded(data["message"])
-    return {"header": {"functionExecutionStatus": result}}
+    return {"header": {"functionExecutionStatus": error.status()}}
 
 
 class _DuplicateKey(ValueError):

@@ -101,3 +101,12 @@ def test_a_long_message_is_bounded_in_the_answer_and_the_log(
     assert message == "x" * 200 + "... (60000 characters)"
     [record] = caplog.records
     assert len(record.getMessage()) < 400
+
+
+def test_every_status_message_is_bounded_where_it_is_made() -> None:
+    """The engine's own log lines repeat the message: it is cut when the error is built."""
+    from smdpp import status
+    error = status.matching_id_refused("no profile for matchingId " + "m" * 60_000)
+    assert len(error.message) < 250 and error.message.endswith("(60026 characters)")
+    assert len(str(error)) < 260
+    assert status.malformed("short").message == "short"
