@@ -35,7 +35,9 @@ downloads; with two CPUs or more the server runs on the first one and the
 benchmark on the others (``--pin``).  One row per
 probe: what the server answered, when it closed the connections, downloads
 ok/total, their p50/p99 against the unloaded p99, the server's RSS before
-and after, and tracebacks in its log.  Loopback only; everything is bounded
+and after (1 s after the probe, or, when it grew by more than 5 MiB, after
+the server's periodic heap trim, :data:`~smdpp.http.guard.TRIM_INTERVAL` + 2 s),
+and tracebacks in its log.  Loopback only; everything is bounded
 in count and time.
 """
 from __future__ import annotations
@@ -60,6 +62,7 @@ from bench.load import LoadResult, run_load
 from bench.report import percentile
 from bench.server import ServerProcess, start_server
 from bench.swarm import Plan, Swarm, sources
+from smdpp.http.guard import TRIM_INTERVAL
 
 __all__ = ["main", "parse_args"]
 
@@ -300,6 +303,9 @@ def run_front(front: str, args: argparse.Namespace, base: Path) -> list[dict[str
                 legit.join()
             time.sleep(1.0)  # the server sees the closes
             after = procstat.sample(server.pid).rss_kib
+            if after - before > 5 * 1024:  # its heap grew: sample again once it has been trimmed
+                time.sleep(TRIM_INTERVAL + 2)
+                after = procstat.sample(server.pid).rss_kib
             tracebacks = _log_since(server, offset).count("Traceback")
             rows.append(_row(front, probe.name, probe.what, outcomes, answered, closes,
                              loads[0], base_p99, before, after, tracebacks))

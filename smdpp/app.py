@@ -93,8 +93,9 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     from twisted.internet.error import CannotListenError
     from smdpp.http.es9p import Es9pApi
 
-    from smdpp.http.guard import (LISTEN_BACKLOG, ConnectionGuard, GuardedFactory, Limits,
-                                  log_twisted_warnings, raise_fd_limit)
+    from smdpp.http.guard import (LISTEN_BACKLOG, TRIM_INTERVAL, ConnectionGuard,
+                                  GuardedFactory, Limits, log_twisted_warnings,
+                                  raise_fd_limit, trim_memory)
 
     api = Es9pApi(engine)
     log_twisted_warnings()
@@ -136,6 +137,7 @@ def serve(engine: RspEngine, args: argparse.Namespace,
         return 1
     address = port.getHost()
     reload_crls_on_sighup(engine.certs, reactor)
+    task.LoopingCall(trim_memory).start(TRIM_INTERVAL, now=False)
     expiry = task.LoopingCall(engine.expire_sessions)
     expiry.start(min(60.0, args.session_lifetime), now=True)
     reactor.addSystemEventTrigger("before", "shutdown", engine.store.close)
