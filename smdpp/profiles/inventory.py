@@ -17,7 +17,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from smdpp.asn1.tlv import Tlv, TlvError, iter_tlvs
 from smdpp.profiles.generate import generate_default_test_profile
@@ -140,12 +140,13 @@ class ProfileInventory:
     def load(cls, upp_dir: Path) -> "ProfileInventory":
         """Read every ``*.der`` of ``upp_dir`` once.
 
-        A file whose name is not a safe matching ID, that is not a valid UPP,
-        or whose ICCID an earlier file (in name order) already has, is skipped
-        with a warning naming it.
+        A file whose name is not a safe matching ID or that is not a valid UPP
+        is skipped with a warning naming it.  Files that share an ICCID (the
+        TS.48 generic test profiles all carry 89000123456789012341) are each
+        served under their own matchingId, as osmo-smdpp does: one log line
+        names the shared ICCIDs (see :func:`shared_iccids`).
         """
         profiles: list[Profile] = []
-        seen_iccids: dict[str, str] = {}
         for path in _upp_files(Path(upp_dir)):
             matching_id = path.stem
             if not _SAFE_MATCHING_ID.fullmatch(matching_id):
@@ -161,13 +162,13 @@ class ProfileInventory:
             except InvalidUpp as exc:
                 log.warning("skipping UPP %s: not a valid Profile Package: %s", path, exc)
                 continue
-            if profile.iccid in seen_iccids:
-                log.warning("skipping UPP %s: ICCID %s is already used by %s",
-                            path, profile.iccid, seen_iccids[profile.iccid])
-                continue
-            seen_iccids[profile.iccid] = path.name
             profiles.append(profile)
         log.info("loaded %d profile(s) from %s", len(profiles), upp_dir)
+        shared = shared_iccids(profiles)
+        if shared:
+            log.info("profiles sharing an ICCID, each served under its own matchingId to any "
+                     "eUICC: %s", "; ".join(f"{iccid} ({len(ids)}: {', '.join(ids)})"
+                                           for iccid, ids in shared.items()))
         return cls(profiles)
 
     def get(self, matching_id: str) -> Profile | None:
@@ -179,6 +180,19 @@ class ProfileInventory:
 
     def __iter__(self) -> Iterator[Profile]:
         return iter(self._by_matching_id.values())
+
+
+def shared_iccids(profiles: Iterable[Profile]) -> dict[str, list[str]]:
+    """ICCID -> the matchingIds of the profiles that carry it, for ICCIDs carried by more than one.
+
+    A UPP is served as it is (no per-download ICCID), so an eUICC that
+    downloads two of these would hold two profiles with one ICCID; SGP.22
+    leaves that to the operator, osmo-smdpp serves them all the same.
+    """
+    by_iccid: dict[str, list[str]] = {}
+    for profile in profiles:
+        by_iccid.setdefault(profile.iccid, []).append(profile.matching_id)
+    return {iccid: ids for iccid, ids in sorted(by_iccid.items()) if len(ids) > 1}
 
 
 def ensure_test_profile(upp_dir: Path) -> Path | None:

@@ -17,6 +17,7 @@ from smdpp.profiles import (
     generate_test_profile,
 )
 from smdpp.profiles.generate import DEFAULT_ICCID, DEFAULT_KI, DEFAULT_OPC, DEFAULT_PROFILE_TYPE
+from smdpp.profiles.inventory import shared_iccids
 from smdpp.profiles.identifiers import (
     encode_ef_imsi,
     iccid_from_bcd,
@@ -288,6 +289,27 @@ def test_bad_files_are_skipped_with_a_warning(tmp_path: Path, generated: bytes,
         (tmp_path / name).write_bytes(data)
     with caplog.at_level(logging.WARNING, logger="smdpp.profiles.inventory"):
         inventory = ProfileInventory.load(tmp_path)
-    assert [p.matching_id for p in inventory] == ["a-good"]
+    assert [p.matching_id for p in inventory] == ["a-good", "z-duplicate-iccid"]
     warned = {Path(r.args[0]).name for r in caplog.records if r.levelno == logging.WARNING}
-    assert warned == set(files) - {"a-good.der", "notes.txt"}
+    assert warned == set(files) - {"a-good.der", "z-duplicate-iccid.der", "notes.txt"}
+
+
+def test_profiles_sharing_an_iccid_are_all_served(tmp_path: Path, shared_testdata: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """As osmo-smdpp: every file under its own matchingId; one line names the shared ICCIDs."""
+    v2 = (shared_testdata / "upp" / "TS48V2-SAIP2-1-NOBERTLV-UNIQUE.der").read_bytes()
+    v4 = (shared_testdata / "upp" / "TS48V4-SAIP2-3-BERTLV-UNIQUE.der").read_bytes()
+    for name, data in (("A", v2), ("B", v2), ("C", v2), ("D", v4), ("E", v4), ("F", v4)):
+        (tmp_path / f"{name}.der").write_bytes(data)
+    (tmp_path / "G.der").write_bytes(generate_test_profile(iccid="8949449999999990999",
+                                                           imsi="001010000000001",
+                                                           ki=DEFAULT_KI, opc=DEFAULT_OPC))
+    with caplog.at_level(logging.INFO, logger="smdpp.profiles.inventory"):
+        inventory = ProfileInventory.load(tmp_path)
+    assert sorted(p.matching_id for p in inventory) == list("ABCDEFG")
+    assert {m: inventory.get(m).upp for m in "ABC"} == {m: v2 for m in "ABC"}
+    assert shared_iccids(inventory) == {"8949449999999990007": ["A", "B", "C"],
+                                        "8949449999999990122": ["D", "E", "F"]}
+    lines = [r.getMessage() for r in caplog.records if "sharing an ICCID" in r.getMessage()]
+    assert lines == ["profiles sharing an ICCID, each served under its own matchingId to any eUICC: "
+                     "8949449999999990007 (3: A, B, C); 8949449999999990122 (3: D, E, F)"]
