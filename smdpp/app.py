@@ -35,7 +35,8 @@ def load_material(args: argparse.Namespace) -> tuple[CertificateStore, ProfileIn
 
     data_dir: Path = args.data_dir
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    certs_dir, upp_dir, euicc_dir = data_dir / "certs", data_dir / "upp", data_dir / "euicc"
+    # -c/--certdir as osmo-smdpp: below the data folder unless absolute (the join keeps those)
+    certs_dir, upp_dir, euicc_dir = data_dir / args.certdir, data_dir / "upp", data_dir / "euicc"
     upp_dir.mkdir(mode=0o700, exist_ok=True)
     if ensure_test_pki(certs_dir, euicc_dir, hostname=args.hostname):
         log.warning("no CI certificate in %s: created a private test PKI there, and a test "
@@ -46,7 +47,7 @@ def load_material(args: argparse.Namespace) -> tuple[CertificateStore, ProfileIn
         log.warning("no profile in %s: generated the test profile %s (matchingId %s)",
                     upp_dir, created, created.stem)
     # CRLs (SGP.22 4.5.2.1): loaded now and again on SIGHUP; a bad one stops the start
-    certs = CertificateStore.load(certs_dir, data_dir / "crl")
+    certs = CertificateStore.load(certs_dir, data_dir / "crl", smdp_identity=args.smdp_identity)
     certs.preferred_curve = "brainpoolP256r1" if args.brainpool else None
     profiles = ProfileInventory.load(upp_dir)
     log.info("%d CI(s), %d profile(s): %s", len(certs.ci_pkids), len(profiles),

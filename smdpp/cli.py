@@ -32,6 +32,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=Path("smdpp-data"),
                         help="folder with certs/ and upp/, and the session store "
                              "(default: ./smdpp-data)")
+    parser.add_argument("-c", "--certdir", type=Path, default=Path("certs"),
+                        help="certificate folder, relative to the data folder or absolute "
+                             "(default: %(default)s)")
+    parser.add_argument("--smdp-identity", metavar="NAME|OID",
+                        help="the SM-DP+ identity to serve when certs/ holds several under one "
+                             "CI (SGP.26: DP, DP2 ...), by its name or SM-DP+ OID (default: "
+                             "the one whose DPauth file is named CERT_S_SM_DPauth_*)")
     parser.add_argument("--hostname", default=DEFAULT_HOSTNAME,
                         help="the SM-DP+ address (FQDN) eUICCs ask for (default: %(default)s)")
     parser.add_argument("-b", "--brainpool", action="store_true",
@@ -41,7 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tls", action="store_true",
                         help="serve HTTPS with the DPtls certificate(s) in certs/DPtls "
                              "(SGP.22 2.6.6 TLS 1.2 suites, and TLS 1.3)")
-    parser.add_argument("--in-memory", action="store_true",
+    parser.add_argument("-s", "--nossl", action="store_true",
+                        help="serve plain HTTP (the default; kept for osmo-smdpp's command lines)")
+    parser.add_argument("-m", "--in-memory", action="store_true",
                         help="keep sessions in memory only (no session file); same as "
                              "--store memory:")
     parser.add_argument("--store", metavar="URL",
@@ -68,6 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 "--max-per-client", "--max-connections-per-client"))
     if args.in_memory and args.store not in (None, "memory:"):
         parser.error(f"--in-memory contradicts --store {args.store}")
+    if args.nossl and args.tls:
+        parser.error("--nossl contradicts --tls")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.store is None:

@@ -45,7 +45,8 @@ from smdpp.pki.certificate import (
 from smdpp.pki.chain import EuiccIdentity, verify_euicc_chain
 from smdpp.pki.crl import CrlSet
 from smdpp.pki.files import load_private_key
-from smdpp.pki.ecdsa import public_point
+from smdpp.pki.folder import FolderContent, matching_key, scan_folder
+from smdpp.pki.identities import checked_pair, find_identities, select_identities
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class DpCredentials:
     pb_cert_der: bytes  # CERT.DPpb.ECDSA
     pb_key: ec.EllipticCurvePrivateKey  # SK.DPpb.ECDSA
     smdp_oid: str  # registeredID from the DPauth subjectAltName
+    label: str = "DP"  # the SGP.26 name of the identity (DP, DP2, ...), for logs
 
     @property
     def curve(self) -> str:
@@ -88,56 +90,23 @@ class TlsCredential:
 
 # --- reading files ---------------------------------------------------------
 
-_PEM_CERT = b"-----BEGIN CERTIFICATE-----"
-_PEM_KEY = b"PRIVATE KEY-----"
-
-
-def _certificates_in(path: Path) -> list[x509.Certificate]:
-    """Certificates in a .der file or a .pem file; [] for PEM files without one (keys)."""
-    data = path.read_bytes()
-    try:
-        if path.suffix == ".der":
-            return [x509.load_der_x509_certificate(data)]
-        if _PEM_CERT in data:
-            return x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a valid certificate: {exc}") from None
-    return []
-
 
 def _scan(folder: Path, *, with_keys: bool = True
           ) -> tuple[list[tuple[Path, x509.Certificate]], list[tuple[Path, ec.EllipticCurvePrivateKey]]]:
-    """Certificates (deduplicated: .der and .pem of one certificate) and private keys in ``folder``.
-
-    With ``with_keys`` False, key files are skipped unread (the CI key of a test PKI).
-    """
-    certs: list[tuple[Path, x509.Certificate]] = []
-    keys: list[tuple[Path, ec.EllipticCurvePrivateKey]] = []
-    seen: set[bytes] = set()
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix not in (".der", ".pem"):
-            continue
-        if path.suffix == ".pem" and _PEM_KEY in path.read_bytes():
-            if with_keys:
-                keys.append((path, load_private_key(path)))
-            continue
-        for cert in _certificates_in(path):
-            der = cert.public_bytes(serialization.Encoding.DER)
-            if der not in seen:
-                seen.add(der)
-                certs.append((path, cert))
-    return certs, keys
+    """Certificates and private keys of ``folder`` (:func:`~smdpp.pki.folder.scan_folder`)."""
+    content = scan_folder(folder, with_keys=with_keys)
+    return content.certs, content.keys
 
 
 def _matching_key(path: Path, cert: x509.Certificate,
                   keys: list[tuple[Path, ec.EllipticCurvePrivateKey]]) -> tuple[Path, ec.EllipticCurvePrivateKey]:
-    public_key = cert.public_key()
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        point = public_point(public_key)
-        for key_path, key in keys:
-            if key.curve.name == public_key.curve.name and public_point(key) == point:
-                return key_path, key
-    raise ValueError(f"{path}: no private key (SK_*.pem) in {path.parent} matches this certificate")
+    return matching_key(path, cert, FolderContent(keys=keys))
+
+
+def _serves(cert: x509.Certificate, oids: set[str]) -> bool:
+    """True if a DPtls certificate belongs to one of the served SM-DP+ OIDs (or names none)."""
+    found = registered_ids(cert)
+    return not found or bool(oids.intersection(found))
 
 
 class CertificateStore:
@@ -158,12 +127,15 @@ class CertificateStore:
         #: Every DPtls found, NIST P-256 first; ``tls`` is the preferred (first) one.
         self.tls_all: tuple[TlsCredential, ...] = tuple(tls_all) or ((tls,) if tls is not None else ())
         self.tls = tls if tls is not None else (self.tls_all[0] if self.tls_all else None)
+        # The DPtls folder as read by load() (served identities only), for check_tls().
+        self._tls_scan: tuple[list[tuple[Path, x509.Certificate]],
+                              list[tuple[Path, ec.EllipticCurvePrivateKey]]] | None = None
 
     # -- loading --
 
     @classmethod
     def load(cls, certs_dir: Path, crl_dir: Path | None = None, *,
-             now: datetime | None = None) -> "CertificateStore":
+             now: datetime | None = None, smdp_identity: str | None = None) -> "CertificateStore":
         """Read ``certs_dir`` (and the CRLs in ``crl_dir``); ValueError naming the file at fault.
 
         Each CI must be a self-signed CA certificate with the ci policy, in
@@ -190,66 +162,47 @@ class CertificateStore:
             raise ValueError(f"{ci_dir}: no CI certificate")
         crls = CrlSet.load(crl_dir, cis, moment) if crl_dir is not None else CrlSet()
 
-        found: dict[str, dict[bytes, tuple[Path, x509.Certificate, ec.EllipticCurvePrivateKey]]] = {}
-        for role, folder in (("auth", "DPauth"), ("pb", "DPpb")):
-            found[role] = {}
-            if (certs_dir / folder).is_dir():
-                found[role] = cls._load_role(certs_dir / folder, role, cis, moment)
-            for path, cert, _ in found[role].values():
+        # Several SM-DP+ identities may share a CI (SGP.26: DP, DP2 ...): one is served per CI.
+        empty = FolderContent()
+        auth, pb = (scan_folder(certs_dir / f) if (certs_dir / f).is_dir() else empty
+                    for f in ("DPauth", "DPpb"))
+        identities, unchained = find_identities(auth, pb, tuple(cis))
+        credentials: dict[bytes, DpCredentials] = {}
+        for pkid, identity in select_identities(identities, unchained, smdp_identity).items():
+            auth_cert, auth_key, pb_cert, pb_key = checked_pair(identity, cis[pkid], auth, pb, moment,
+                                                                unchained)
+            for folder, found, cert in (("DPauth", identity.auth, auth_cert),
+                                        ("DPpb", identity.pb, pb_cert)):
                 revoked = crls.revocation(cert)
                 if revoked:
-                    raise ValueError(f"{path}: {folder} certificate is {revoked}")
-
-        credentials: dict[bytes, DpCredentials] = {}
-        for pkid, (auth_path, auth_cert, auth_key) in found["auth"].items():
-            if pkid not in found["pb"]:
-                raise ValueError(f"{auth_path}: no DPpb certificate under the same CI {pkid.hex()}")
-            pb_path, pb_cert, pb_key = found["pb"][pkid]
-            oids = registered_ids(auth_cert)
-            if len(oids) != 1:
-                raise ValueError(f"{auth_path}: subjectAltName must carry one registeredID (SM-DP+ OID)")
-            if registered_ids(pb_cert) not in ([], oids):
-                raise ValueError(f"{pb_path}: SM-DP+ OID differs from the DPauth certificate's")
+                    raise ValueError(f"{found[0].path}: {folder} certificate is {revoked}")
             credentials[pkid] = DpCredentials(
                 ci_pkid=pkid,
                 auth_cert_der=auth_cert.public_bytes(serialization.Encoding.DER),
                 auth_key=auth_key,
                 pb_cert_der=pb_cert.public_bytes(serialization.Encoding.DER),
                 pb_key=pb_key,
-                smdp_oid=oids[0],
+                smdp_oid=str(identity.oid),
+                label=identity.label,
             )
-        for pkid, (pb_path, _, _) in found["pb"].items():
-            if pkid not in credentials:
-                raise ValueError(f"{pb_path}: no DPauth certificate under the same CI {pkid.hex()}")
-
+        served = {c.smdp_oid for c in credentials.values()}
         tls_dir = certs_dir / "DPtls"
-        tls_all = cls._load_tls(tls_dir) if tls_dir.is_dir() else ()
-        return cls(cis, credentials, tls_all=tls_all, crls=crls, crl_dir=crl_dir, tls_dir=tls_dir)
+        tls_scan = _scan(tls_dir) if tls_dir.is_dir() else ([], [])
+        for path, cert in tls_scan[0]:
+            if not _serves(cert, served):
+                log.info("%s: DPtls of SM-DP+ %s, an identity not served", path,
+                         ", ".join(registered_ids(cert)))
+        tls_scan = ([(p, c) for p, c in tls_scan[0] if _serves(c, served)], tls_scan[1])
+        store = cls(cis, credentials, tls_all=cls._load_tls(*tls_scan), crls=crls,
+                    crl_dir=crl_dir, tls_dir=tls_dir)
+        store._tls_scan = tls_scan
+        return store
 
     @staticmethod
-    def _load_role(folder: Path, role: str, cis: dict[bytes, x509.Certificate], now: datetime
-                   ) -> dict[bytes, tuple[Path, x509.Certificate, ec.EllipticCurvePrivateKey]]:
-        certs, keys = _scan(folder)
-        by_ci: dict[bytes, tuple[Path, x509.Certificate, ec.EllipticCurvePrivateKey]] = {}
-        for path, cert in certs:
-            aki = authority_key_identifier(cert)
-            if aki is None or aki not in cis:
-                raise ValueError(f"{path}: not issued by any CI in CertificateIssuer/")
-            try:
-                # eUICCs refuse an expired DPauth/DPpb (SGP.22 5.7.13): better not to start.
-                check_smdp_certificate(cert, cis[aki], role, now)
-            except ValueError as exc:
-                raise ValueError(f"{path}: {exc}") from None
-            _, key = _matching_key(path, cert, keys)
-            if aki in by_ci:
-                raise ValueError(f"{path}: a second {folder.name} certificate under CI {aki.hex()}")
-            by_ci[aki] = (path, cert, key)
-        return by_ci
-
-    @staticmethod
-    def _load_tls(folder: Path) -> tuple[TlsCredential, ...]:
-        """Every TLS certificate with its key, NIST P-256 first; a PEM file is preferred (TLS stacks read PEM)."""
-        certs, keys = _scan(folder)
+    def _load_tls(certs: list[tuple[Path, x509.Certificate]],
+                  keys: list[tuple[Path, ec.EllipticCurvePrivateKey]]) -> tuple[TlsCredential, ...]:
+        """Every TLS certificate found with its key, NIST P-256 first; a PEM file is preferred
+        (TLS stacks read PEM)."""
 
         # NIST P-256 first: every TLS client supports it, brainpool only some.
         def not_p256(item: tuple[Path, x509.Certificate]) -> bool:
@@ -264,7 +217,7 @@ class CertificateStore:
                 log.warning("%s", exc)
                 continue
             pem = path.with_suffix(".pem")
-            if path.suffix == ".der" and pem.is_file() and _PEM_CERT in pem.read_bytes():
+            if path.suffix == ".der" and pem.is_file() and b"-----BEGIN CERTIFICATE-----" in pem.read_bytes():
                 path = pem
             if cert.not_valid_after_utc < utc_now(None):
                 log.warning("%s: TLS certificate expired on %s", path, cert.not_valid_after_utc.date())
@@ -389,7 +342,7 @@ class CertificateStore:
             entries = [(c.cert_path, c.certificate) for c in self.tls_all]
             keys = [(c.key_path, load_private_key(c.key_path)) for c in self.tls_all]
         else:
-            entries, keys = _scan(folder)
+            entries, keys = self._tls_scan if self._tls_scan is not None else _scan(folder)
             if not entries:
                 raise ValueError(f"{folder}: no DPtls certificate for TLS")
         for path, cert in entries:

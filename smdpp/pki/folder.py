@@ -1,0 +1,141 @@
+"""Reading one folder of a certificate directory: what is a certificate, a key, or neither.
+
+pySim's ``smdpp-data/certs`` (taken from SGP.26 v3) keeps, beside the
+certificates (DER or PEM) and the SEC 1 / PKCS#8 PEM private keys ``SK_*``,
+files that are neither: ``PK_*`` public keys, ``data_sig.der`` (a bare
+signature), ``*.csr.cnf`` OpenSSL request configurations, a ``README``, and
+subfolders of old certificates (``DPtls/Old_TLS_Validity/Expired 2024/``).
+Files are judged by their content, not their name: a certificate is a PEM
+``CERTIFICATE`` block or DER that starts like an X.509 v3 certificate (RFC
+5280 4.1: SEQUENCE { tbsCertificate SEQUENCE { [0] version ...); a key is a
+PEM private key.  Everything else, and every subfolder, is skipped with one
+log line.  A file that starts like a certificate but does not parse is a
+broken certificate and stops the start (ValueError naming the file): it may
+be the one the user meant us to serve.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from smdpp.pki.ecdsa import public_point
+from smdpp.pki.files import load_private_key
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FolderContent", "looks_like_der_certificate", "matching_key", "scan_folder"]
+
+_PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+_PEM_BEGIN = b"-----BEGIN "
+_PEM_PRIVATE_KEY = b"PRIVATE KEY-----"
+_PEM_PUBLIC_KEY = b"PUBLIC KEY-----"
+# Certificate files are small; anything larger is not one (and is not read whole).
+_MAX_FILE = 1 << 20
+# The version field of a v3 tbsCertificate: [0] EXPLICIT INTEGER 2 (RFC 5280 4.1).
+_VERSION_V3 = b"\xa0\x03\x02\x01\x02"
+
+
+@dataclass
+class FolderContent:
+    """The certificates and private keys of one folder, and the key files that did not load."""
+
+    certs: list[tuple[Path, x509.Certificate]] = field(default_factory=list)
+    keys: list[tuple[Path, ec.EllipticCurvePrivateKey]] = field(default_factory=list)
+    bad_keys: list[str] = field(default_factory=list)  # "path: reason", told when no key matches
+
+
+def _der_header(data: bytes, offset: int) -> int | None:
+    """Offset of the value of the SEQUENCE at ``offset`` (tag and definite length only), or None."""
+    if offset + 2 > len(data) or data[offset] != 0x30:
+        return None
+    first = data[offset + 1]
+    if first < 0x80:
+        return offset + 2
+    count = first & 0x7F
+    if count == 0 or count > 3 or offset + 2 + count > len(data):
+        return None
+    return offset + 2 + count
+
+
+def looks_like_der_certificate(data: bytes) -> bool:
+    """True if ``data`` starts like a DER X.509 v3 certificate (whether or not it parses)."""
+    inner = _der_header(data, 0)
+    tbs = _der_header(data, inner) if inner is not None else None
+    return tbs is not None and data[tbs:tbs + len(_VERSION_V3)] == _VERSION_V3
+
+
+def scan_folder(folder: Path, *, with_keys: bool = True) -> FolderContent:
+    """The certificates (one entry per certificate: a .der and .pem of it count once) and
+    private keys directly in ``folder``; every other file and every subfolder is logged and skipped.
+
+    With ``with_keys`` False, private keys are skipped unread (the CI key of a
+    test PKI).  ValueError naming the file for a broken certificate.
+    """
+    content = FolderContent()
+    seen: set[bytes] = set()
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_dir():
+            log.info("skipping folder %s: only the files directly in %s are read", path, folder)
+            continue
+        if not path.is_file():
+            log.info("skipping %s: not a regular file", path)
+            continue
+        try:
+            if path.stat().st_size > _MAX_FILE:
+                log.info("skipping %s: too large for a certificate or key", path)
+                continue
+            data = path.read_bytes()
+        except OSError as exc:
+            log.warning("skipping %s: cannot read it: %s", path, exc)
+            continue
+        for cert in _certificates(path, data):
+            der = cert.public_bytes(serialization.Encoding.DER)
+            if der not in seen:
+                seen.add(der)
+                content.certs.append((path, cert))
+        if _PEM_CERT in data or looks_like_der_certificate(data):
+            continue
+        if _PEM_PRIVATE_KEY in data:
+            if with_keys:
+                try:
+                    content.keys.append((path, load_private_key(path)))
+                except ValueError as exc:
+                    log.warning("skipping %s", exc)
+                    content.bad_keys.append(str(exc))
+            continue
+        if _PEM_PUBLIC_KEY in data:
+            log.debug("skipping %s: a public key (the certificate carries it)", path)
+            continue
+        log.info("skipping %s: neither a certificate nor a PEM private key", path)
+    return content
+
+
+def _certificates(path: Path, data: bytes) -> list[x509.Certificate]:
+    """The certificates in one file's ``data``: [] if it holds none; ValueError if one is broken."""
+    try:
+        if _PEM_CERT in data:
+            return x509.load_pem_x509_certificates(data)
+        if looks_like_der_certificate(data):
+            return [x509.load_der_x509_certificate(data)]
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a valid certificate: {exc}") from None
+    return []
+
+
+def matching_key(path: Path, cert: x509.Certificate, content: FolderContent
+                 ) -> tuple[Path, ec.EllipticCurvePrivateKey]:
+    """The private key in ``content`` of the certificate read from ``path``; ValueError otherwise."""
+    public_key = cert.public_key()
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        point = public_point(public_key)
+        for key_path, key in content.keys:
+            if key.curve.name == public_key.curve.name and public_point(key) == point:
+                return key_path, key
+    unreadable = f" (unreadable: {'; '.join(content.bad_keys)})" if content.bad_keys else ""
+    raise ValueError(f"{path}: no private key (SK_*.pem) in {path.parent} matches this "
+                     f"certificate{unreadable}")

@@ -1,0 +1,178 @@
+"""A certs folder laid out like pySim's (SGP.26 v3): what is skipped, which identity is served, what refuses."""
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from smdpp.pki.folder import looks_like_der_certificate
+from smdpp.pki.identities import label_of
+from smdpp.pki.issue import issue_ci, issue_dp_certificate
+from smdpp.pki.store import CertificateStore
+from tests.pysim_layout import DP2_OID, SGP26_OID, PysimLayout, write_dp
+
+BRP_AUTH = "S_SM_DPauth_ECDSA_BRP"
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _pkid(ci: x509.Certificate) -> bytes:
+    return ci.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+
+
+def _auth_cert(store: CertificateStore, ci: x509.Certificate) -> bytes:
+    return store.credentials(_pkid(ci)).auth_cert_der
+
+
+def test_pysim_layout_loads_with_one_line_per_skipped_file(pysim_layout: PysimLayout,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="smdpp.pki"):
+        store = CertificateStore.load(pysim_layout.certs)
+    certs = pysim_layout.certs
+    assert _auth_cert(store, pysim_layout.ci("NIST")) == \
+        (certs / "DPauth" / "CERT_S_SM_DPauth_ECDSA_NIST.der").read_bytes()
+    assert _auth_cert(store, pysim_layout.ci("BRP")) == (certs / "DPauth" / f"CERT_{BRP_AUTH}.der").read_bytes()
+    assert {store.credentials(p).smdp_oid for p in store.credential_pkids} == {SGP26_OID}
+    messages = [r.getMessage() for r in caplog.records]
+    for skipped in (f"{certs / 'DPauth' / 'data_sig.der'}: neither",
+                    f"{certs / 'DPtls' / 'CERT_S_SM_DP2_TLS.csr.cnf'}: neither",
+                    f"{certs / 'CertificateIssuer' / 'README'}: neither",
+                    f"folder {certs / 'DPtls' / 'Old_TLS_Validity'}: only the files"):
+        assert len([m for m in messages if m.startswith(f"skipping {skipped}")]) == 1, skipped
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    listed = [m for m in messages if m.startswith("SM-DP+ identities under CI")]
+    assert sorted(listed) == sorted([
+        f"SM-DP+ identities under CI {_pkid(pysim_layout.ci('BRP')).hex()}: "
+        "DP (2.999.10), DP2 (2.999.12); served: DP (2.999.10)",
+        f"SM-DP+ identities under CI {_pkid(pysim_layout.ci('NIST')).hex()}: "
+        "DP (2.999.10); served: DP (2.999.10)"])
+    # The DPtls of DP2 belongs to an identity not served: only the SGP.26 DP TLS is offered.
+    assert [c.cert_path.name for c in store.tls_all] == ["CERT_S_SM_DP_TLS_NIST.pem"]
+
+
+@pytest.mark.parametrize("choice", ["DP2", "dp2", DP2_OID])
+def test_smdp_identity_selects_the_second_identity(pysim_layout: PysimLayout, choice: str) -> None:
+    store = CertificateStore.load(pysim_layout.certs, smdp_identity=choice)
+    (pkid,) = store.credential_pkids  # the SGP.26 NIST CI has no DP2
+    creds = store.credentials(pkid)
+    assert (creds.smdp_oid, creds.label, creds.curve) == (DP2_OID, "DP2", "brainpoolP256r1")
+    assert creds.auth_cert_der == (pysim_layout.certs / "DPauth" / "CERT_S_SM_DP2auth_ECDSA_BRP.der").read_bytes()
+    assert creds.pb_cert_der == (pysim_layout.certs / "DPpb" / "CERT_S_SM_DP2pb_ECDSA_BRP.der").read_bytes()
+    assert [c.cert_path.name for c in store.tls_all] == ["CERT_S_SM_DP2_TLS.pem"]
+
+
+def test_unknown_smdp_identity_names_those_found(pysim_layout: PysimLayout) -> None:
+    with pytest.raises(ValueError, match=r"no SM-DP\+ identity DP9 in DPauth/ \(found: .*DP2 \(2\.999\.12\)"):
+        CertificateStore.load(pysim_layout.certs, smdp_identity="DP9")
+
+
+@pytest.fixture
+def layout(pysim_layout: PysimLayout, tmp_path: Path) -> PysimLayout:
+    """A copy of the layout to change."""
+    return pysim_layout.copy_to(tmp_path)
+
+
+def _expired(layout: PysimLayout, role: str, oid: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    start = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    return issue_dp_certificate(layout.ci("BRP"), layout.ci_key(), role, smdp_oid=oid, not_before=start,
+                                not_after=datetime(2021, 1, 1, tzinfo=timezone.utc))
+
+
+def test_broken_certificate_is_refused_naming_it(layout: PysimLayout) -> None:
+    auth = layout.certs / "DPauth" / f"CERT_{BRP_AUTH}.der"
+    auth.write_bytes(auth.read_bytes()[:-20])
+    with pytest.raises(ValueError, match=rf"{BRP_AUTH}\.der: not a valid certificate"):
+        CertificateStore.load(layout.certs)
+    auth.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ValueError, match=rf"{BRP_AUTH}\.der: not a valid certificate"):
+        CertificateStore.load(layout.certs)
+
+
+def test_expired_certificate_refused_only_if_served(layout: PysimLayout,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    write_dp(layout.certs / "DPauth", "S_SM_DP2auth_ECDSA_BRP", *_expired(layout, "auth", DP2_OID))
+    assert len(CertificateStore.load(layout.certs).credential_pkids) == 2  # DP2 is not served
+    with pytest.raises(ValueError, match=r"DP2auth_ECDSA_BRP\.der: SM-DP\+ auth certificate expired on 2021-01-01"):
+        CertificateStore.load(layout.certs, smdp_identity="DP2")
+    write_dp(layout.certs / "DPpb", "S_SM_DPpb_ECDSA_BRP", *_expired(layout, "pb", SGP26_OID))
+    with pytest.raises(ValueError, match=r"DPpb_ECDSA_BRP\.der: SM-DP\+ pb certificate expired on 2021-01-01"):
+        CertificateStore.load(layout.certs)
+
+
+def test_certificate_of_the_wrong_role_is_refused(layout: PysimLayout) -> None:
+    # The DPpb certificate and key under the DPauth name.
+    for prefix, suffix in (("CERT", "der"), ("SK", "pem")):
+        shutil.copy(layout.certs / "DPpb" / f"{prefix}_S_SM_DPpb_ECDSA_BRP.{suffix}",
+                    layout.certs / "DPauth" / f"{prefix}_{BRP_AUTH}.{suffix}")
+    with pytest.raises(ValueError, match=rf"{BRP_AUTH}\.der: .*lacks certificate policy 2\.23\.146\.1\.2\.1\.4"):
+        CertificateStore.load(layout.certs)
+
+
+def test_certificate_of_no_loaded_ci_is_refused_if_served(layout: PysimLayout,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    other_ci, other_key = issue_ci(curve="brainpool")
+    write_dp(layout.certs / "DPauth", "S_SM_DP2auth_ECDSA_BRP",
+             *issue_dp_certificate(other_ci, other_key, "auth", smdp_oid=DP2_OID))
+    with caplog.at_level(logging.WARNING, logger="smdpp.pki"):
+        CertificateStore.load(layout.certs)
+    assert "DP2auth_ECDSA_BRP.der: not issued by any CI in CertificateIssuer/" in caplog.text
+    with pytest.raises(ValueError, match=r"DP2auth_ECDSA_BRP\.der: not issued by any CI"):
+        CertificateStore.load(layout.certs, smdp_identity="DP2")
+    write_dp(layout.certs / "DPauth", BRP_AUTH, *issue_dp_certificate(other_ci, other_key, "auth"))
+    with pytest.raises(ValueError, match=rf"{BRP_AUTH}\.der: not issued by any CI"):
+        CertificateStore.load(layout.certs)
+
+
+def test_certificate_not_matching_its_key_is_refused(layout: PysimLayout) -> None:
+    key = ec.generate_private_key(ec.BrainpoolP256R1())
+    (layout.certs / "DPauth" / f"SK_{BRP_AUTH}.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    with pytest.raises(ValueError, match=rf"{BRP_AUTH}\.der: no private key \(SK_\*\.pem\)"):
+        CertificateStore.load(layout.certs)
+    (layout.certs / "DPauth" / f"SK_{BRP_AUTH}.pem").write_text("-----BEGIN EC PRIVATE KEY-----\nAA\n"
+                                                               "-----END EC PRIVATE KEY-----\n")
+    with pytest.raises(ValueError, match=rf"no private key .*unreadable: .*SK_{BRP_AUTH}\.pem"):
+        CertificateStore.load(layout.certs)
+
+
+def test_several_identities_and_none_with_the_default_name(layout: PysimLayout) -> None:
+    for folder, old, new in (("DPauth", "DPauth", "DP3auth"), ("DPpb", "DPpb", "DP3pb")):
+        for path in (layout.certs / folder).glob(f"*_S_SM_{old}_ECDSA_BRP.*"):
+            path.rename(path.with_name(path.name.replace(old, new)))
+    with pytest.raises(ValueError, match=r"several SM-DP\+ identities under CI \w+ \(DP2 \(2\.999\.12\), "
+                                         r"DP3 \(2\.999\.10\)\) .*choose one with --smdp-identity"):
+        CertificateStore.load(layout.certs)
+    store = CertificateStore.load(layout.certs, smdp_identity="DP3")
+    assert [store.credentials(p).label for p in store.credential_pkids] == ["DP3"]
+    store = CertificateStore.load(layout.certs, smdp_identity=SGP26_OID)  # by OID: under both CIs
+    assert {store.credentials(p).label for p in store.credential_pkids} == {"DP3", "DP"}
+
+
+def test_what_looks_like_a_certificate(pysim_layout: PysimLayout) -> None:
+    cert = (pysim_layout.certs / "DPauth" / "CERT_S_SM_DPauth_ECDSA_NIST.der").read_bytes()
+    assert looks_like_der_certificate(cert) and looks_like_der_certificate(cert[:40])
+    signature = (pysim_layout.certs / "DPauth" / "data_sig.der").read_bytes()
+    assert signature[0] == 0x30 and not looks_like_der_certificate(signature)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])).sign(key, hashes.SHA256()))
+    assert not looks_like_der_certificate(csr.public_bytes(serialization.Encoding.DER))
+    for data in (b"", b"\x30", b"\x30\x80\x30\x80", b"\x30\x84\x00\x00\x00\x10", b"README\n"):
+        assert not looks_like_der_certificate(data), data
+
+
+def test_labels_from_sgp26_file_names() -> None:
+    names = {"CERT_S_SM_DPauth_ECDSA_NIST.der": "DP", "SK_S_SM_DP2auth_ECDSA_BRP.pem": "DP2",
+             "CERT_S_SM_DPpb_ECDSA_NIST.der": "DP", "CERT_S_SM_DP8pb_ECDSA_NIST.der": "DP8",
+             "CERT_S_SM_DP4_TLS.der": "DP4", "CERT_S_SM_DP_TLS_NIST.pem": "DP", "data_sig.der": None,
+             "CERT_CI_ECDSA_NIST.der": None, "dpauth.der": None}
+    assert {name: label_of(Path(name)) for name in names} == names
