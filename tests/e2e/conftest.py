@@ -45,16 +45,20 @@ class RunningServer:
 
 
 def start_server(data_dir: Path, *extra: str, timeout: float = 60.0,
-                 preexec_fn: Callable[[], None] | None = None) -> RunningServer:
+                 preexec_fn: Callable[[], None] | None = None,
+                 cwd: Path | None = None) -> RunningServer:
     """Start ``./osmo-smdpp.py`` on 127.0.0.1 and wait until it serves.
 
     ``preexec_fn`` runs in the child before the server (e.g. a lower resource limit).
+    With ``cwd`` it runs there with no option but ``-H`` and ``-p`` (and
+    ``extra``), on ``./smdpp-data`` as osmo-smdpp's users start it.
     """
+    where = ["--data-dir", str(data_dir)] if cwd is None else []
     cmd = [sys.executable, str(REPO / "osmo-smdpp.py"), "-H", "127.0.0.1", "-p", "0",
-           "--data-dir", str(data_dir), *extra]
+           *where, *extra]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env, cwd=REPO, preexec_fn=preexec_fn)
+                               text=True, env=env, cwd=cwd or REPO, preexec_fn=preexec_fn)
     lines: list[str] = []
     found: list[str] = []
     ready = threading.Event()

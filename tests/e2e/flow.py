@@ -4,7 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography import x509
+
+from smdpp.asn1 import rsp
 from smdpp.asn1.tlv import encode_tlv, parse_single
+from smdpp.pki.ecdsa import verify_plain
 from smdpp.euicc.card import SoftEuicc
 from smdpp.euicc.client import (
     authenticate_server_request,
@@ -14,6 +18,32 @@ from smdpp.euicc.client import (
 from smdpp.euicc.es9 import Es9Client, Es9Reply, b64d, b64e
 
 ADDRESS = "testsmdpplus1.example.com"
+
+
+def ci_pkid(ci: x509.Certificate) -> bytes:
+    """The CI PKID of a CI certificate (its subjectKeyIdentifier, SGP.22 2.6.7.1)."""
+    return ci.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+
+
+def initiate_for_cis(client: Es9Client, pkids: list[bytes], challenge: bytes = b"\x42" * 16,
+                     address: str = ADDRESS) -> Es9Reply:
+    """initiateAuthentication of an eUICC that trusts (verifies and signs with) the CIs ``pkids``."""
+    info1 = rsp().encode("EUICCInfo1", {"svn": b"\x02\x02\x02",
+                                        "euiccCiPKIdListForVerification": pkids,
+                                        "euiccCiPKIdListForSigning": pkids})
+    return client.call("initiateAuthentication", {
+        "euiccChallenge": b64e(challenge), "euiccInfo1": b64e(info1), "smdpAddress": address})
+
+
+def check_server_signed1(body: dict[str, Any], dpauth_der: bytes, challenge: bytes = b"\x42" * 16,
+                         address: str = ADDRESS) -> None:
+    """The initiateAuthentication answer is signed by ``dpauth_der`` over our challenge and address."""
+    assert b64d(body["serverCertificate"]) == dpauth_der
+    signature = parse_single(b64d(body["serverSignature1"]), b"\x5f\x37").value
+    public_key = x509.load_der_x509_certificate(dpauth_der).public_key()
+    assert verify_plain(public_key, signature, b64d(body["serverSigned1"]))
+    signed1 = rsp().decode("ServerSigned1", b64d(body["serverSigned1"]))
+    assert signed1["euiccChallenge"] == challenge and signed1["serverAddress"] == address
 
 
 def codes(reply: Es9Reply) -> tuple[str | None, str | None]:

@@ -10,13 +10,10 @@ from cryptography import x509
 
 from smdpp.euicc.card import SoftEuicc
 from smdpp.euicc.client import download
-from smdpp.euicc.es9 import Es9Client, b64d, b64e
-from smdpp.pki.ecdsa import verify_plain
-from smdpp.asn1 import rsp
-from smdpp.asn1.tlv import parse_single
+from smdpp.euicc.es9 import Es9Client, b64d
 
 from .conftest import REPO, RunningServer, with_upps
-from .flow import ADDRESS, Flow, assert_ok
+from .flow import ADDRESS, Flow, assert_ok, check_server_signed1, ci_pkid, initiate_for_cis
 
 LPA = [sys.executable, "-c", "import sys; from smdpp.euicc.cli import main; sys.exit(main())"]
 TS48 = ["TS48V2-SAIP2-1-NOBERTLV-UNIQUE", "TS48V4-SAIP2-3-BERTLV-UNIQUE",
@@ -139,23 +136,10 @@ def test_sgp26_certificates_are_accepted(server_factory, shared_testdata: Path,
     server: RunningServer = server_factory(data_dir)
     ci = x509.load_der_x509_certificate((sgp26 / "CertificateIssuer" /
                                          "CERT_CI_ECDSA_NIST.der").read_bytes())
-    ci_pkid = ci.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    info1 = rsp().encode("EUICCInfo1", {"svn": b"\x02\x02\x02",
-                                        "euiccCiPKIdListForVerification": [ci_pkid],
-                                        "euiccCiPKIdListForSigning": [ci_pkid]})
     with Es9Client(server.url) as client:
-        reply = client.call("initiateAuthentication", {
-            "euiccChallenge": b64e(b"\x42" * 16), "euiccInfo1": b64e(info1),
-            "smdpAddress": ADDRESS})
-    body = assert_ok(reply)
-    dpauth = (sgp26 / "DPauth" / "CERT_S_SM_DPauth_ECDSA_NIST.der").read_bytes()
-    assert b64d(body["serverCertificate"]) == dpauth
-    assert b64d(body["euiccCiPKIdToBeUsed"]) == b"\x04\x14" + ci_pkid
-    signature = parse_single(b64d(body["serverSignature1"]), b"\x5f\x37").value
-    public_key = x509.load_der_x509_certificate(dpauth).public_key()
-    assert verify_plain(public_key, signature, b64d(body["serverSigned1"]))
-    signed1 = rsp().decode("ServerSigned1", b64d(body["serverSigned1"]))
-    assert signed1["euiccChallenge"] == b"\x42" * 16 and signed1["serverAddress"] == ADDRESS
+        body = assert_ok(initiate_for_cis(client, [ci_pkid(ci)]))
+    assert b64d(body["euiccCiPKIdToBeUsed"]) == b"\x04\x14" + ci_pkid(ci)
+    check_server_signed1(body, (sgp26 / "DPauth" / "CERT_S_SM_DPauth_ECDSA_NIST.der").read_bytes())
 
 
 @pytest.mark.parametrize("use_twice", [False, True])
