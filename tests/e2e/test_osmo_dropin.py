@@ -9,6 +9,7 @@ ICCIDs.  Each server is the real ``./osmo-smdpp.py`` over HTTP on 127.0.0.1.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -20,7 +21,7 @@ from smdpp.euicc.client import download
 from smdpp.euicc.es9 import Es9Client, b64d
 from tests.pysim_layout import DP2_OID, SGP26_OID, PysimLayout
 
-from .conftest import RunningServer, start_server
+from .conftest import REPO, RunningServer, start_server
 from .flow import ADDRESS, Flow, assert_failed, assert_ok, check_server_signed1, ci_pkid, initiate_for_cis
 
 
@@ -178,3 +179,24 @@ def test_smdp_identity_option_serves_dp2(layout: PysimLayout, server_factory, ch
         result = download(client, SoftEuicc.from_identity_dir(layout.euicc_dir), smdp_address=ADDRESS,
                           matching_id="TS48V4-SAIP2-3-BERTLV", smdp_oid=DP2_OID)
     assert result.notification_sent and b64d(body["serverCertificate"]) != _dpauth(layout, "DPauth_ECDSA_BRP")
+
+
+def _readme_check_command() -> str:
+    """The shell command of README.rst's "Check the set-up without a card"."""
+    text = (REPO / "README.rst").read_text()
+    block = text[text.index("Check the set-up without a card"):text.index("It prints ``Executed-Success True``")]
+    lines = block.split("::\n", 1)[1].strip("\n").splitlines()
+    return "\n".join(line[4:] if line.startswith("    ") else line for line in lines)
+
+
+def test_readme_check_without_a_card(plain: RunningServer, layout: PysimLayout) -> None:
+    """The README's curl command, run in the folder of smdpp-data, prints Executed-Success True."""
+    if shutil.which("curl") is None:
+        pytest.fail("curl is missing (.ci/run installs it)")
+    command = _readme_check_command()
+    assert "http://127.0.0.1:8000/" in command
+    command = command.replace("http://127.0.0.1:8000/", plain.url + "/")
+    run = subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], cwd=layout.root,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "Executed-Success True\n"
