@@ -10,14 +10,16 @@ Files are judged by their content, not their name: a certificate is a PEM
 5280 4.1: SEQUENCE { tbsCertificate SEQUENCE { [0] version ...); a key is a
 PEM private key.  Everything else, and every subfolder, is skipped with one
 log line.  A file that starts like a certificate but does not parse is a
-broken certificate and stops the start (ValueError naming the file): it may
-be the one the user meant us to serve.
+broken certificate: it stops the start (ValueError naming the file) if it
+may be one we serve (:meth:`FolderContent.refuse_broken`), as the user may
+have meant us to serve it.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -47,6 +49,15 @@ class FolderContent:
     certs: list[tuple[Path, x509.Certificate]] = field(default_factory=list)
     keys: list[tuple[Path, ec.EllipticCurvePrivateKey]] = field(default_factory=list)
     bad_keys: list[str] = field(default_factory=list)  # "path: reason", told when no key matches
+    broken: list[tuple[Path, str]] = field(default_factory=list)  # certificates that do not parse
+
+    def refuse_broken(self, matters: Callable[[Path], bool] = lambda path: True) -> None:
+        """ValueError naming the first broken certificate that ``matters``; the others are logged."""
+        for path, reason in self.broken:
+            if matters(path):
+                raise ValueError(f"{path}: not a valid certificate: {reason}")
+            log.warning("skipping %s: not a valid certificate (not one that is served): %s",
+                        path, reason)
 
 
 def _der_header(data: bytes, offset: int) -> int | None:
@@ -93,12 +104,17 @@ def scan_folder(folder: Path, *, with_keys: bool = True) -> FolderContent:
         except OSError as exc:
             log.warning("skipping %s: cannot read it: %s", path, exc)
             continue
-        for cert in _certificates(path, data):
-            der = cert.public_bytes(serialization.Encoding.DER)
-            if der not in seen:
-                seen.add(der)
-                content.certs.append((path, cert))
         if _PEM_CERT in data or looks_like_der_certificate(data):
+            try:
+                certs = _certificates(data)
+            except ValueError as exc:
+                content.broken.append((path, str(exc)))
+                continue
+            for cert in certs:
+                der = cert.public_bytes(serialization.Encoding.DER)
+                if der not in seen:
+                    seen.add(der)
+                    content.certs.append((path, cert))
             continue
         if _PEM_PRIVATE_KEY in data:
             if with_keys:
@@ -115,16 +131,11 @@ def scan_folder(folder: Path, *, with_keys: bool = True) -> FolderContent:
     return content
 
 
-def _certificates(path: Path, data: bytes) -> list[x509.Certificate]:
-    """The certificates in one file's ``data``: [] if it holds none; ValueError if one is broken."""
-    try:
-        if _PEM_CERT in data:
-            return x509.load_pem_x509_certificates(data)
-        if looks_like_der_certificate(data):
-            return [x509.load_der_x509_certificate(data)]
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a valid certificate: {exc}") from None
-    return []
+def _certificates(data: bytes) -> list[x509.Certificate]:
+    """The certificates of a PEM file, or the one of a DER file; ValueError if one is broken."""
+    if _PEM_CERT in data:
+        return x509.load_pem_x509_certificates(data)
+    return [x509.load_der_x509_certificate(data)]
 
 
 def matching_key(path: Path, cert: x509.Certificate, content: FolderContent

@@ -29,7 +29,7 @@ from smdpp.pki.folder import FolderContent, matching_key
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_LABEL", "DpCertificate", "SmdpIdentity", "checked_pair", "find_identities",
-           "label_of", "select_identities"]
+           "label_of", "refuse_broken", "select_identities"]
 
 #: The label of the identity osmo-smdpp serves (``CERT_S_SM_DPauth_ECDSA_NIST`` / ``_BRP``).
 DEFAULT_LABEL = "DP"
@@ -118,6 +118,22 @@ def find_identities(auth: FolderContent, pb: FolderContent, ci_pkids: Sequence[b
     identities = [SmdpIdentity(ci, oid if not oid.startswith("?") else None, tuple(a), tuple(p))
                   for (ci, oid), (a, p) in groups.items()]
     return sorted(identities, key=lambda i: (i.ci_pkid, len(i.label), i.label)), unchained
+
+
+def refuse_broken(contents: Iterable[FolderContent], choice: str | None) -> None:
+    """Stop at a broken DPauth/DPpb certificate that may belong to the identity to serve.
+
+    Its content cannot say whose it is, so its file name does: one named for
+    another identity (``..._DP2auth_...`` when DP is served) is only logged.
+    """
+    wanted = (choice or DEFAULT_LABEL).upper()
+
+    def matters(path: Path) -> bool:
+        label = label_of(path)
+        return label is None or "." in wanted or label.upper() == wanted
+
+    for content in contents:
+        content.refuse_broken(matters)
 
 
 def select_identities(identities: Sequence[SmdpIdentity], unchained: Sequence[DpCertificate],

@@ -46,7 +46,7 @@ from smdpp.pki.chain import EuiccIdentity, verify_euicc_chain
 from smdpp.pki.crl import CrlSet
 from smdpp.pki.files import load_private_key
 from smdpp.pki.folder import FolderContent, matching_key, scan_folder
-from smdpp.pki.identities import checked_pair, find_identities, select_identities
+from smdpp.pki.identities import checked_pair, find_identities, label_of, refuse_broken, select_identities
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,15 @@ class TlsCredential:
 # --- reading files ---------------------------------------------------------
 
 
-def _scan(folder: Path, *, with_keys: bool = True
+def _scan(folder: Path, *, with_keys: bool = True, labels: set[str] | None = None
           ) -> tuple[list[tuple[Path, x509.Certificate]], list[tuple[Path, ec.EllipticCurvePrivateKey]]]:
-    """Certificates and private keys of ``folder`` (:func:`~smdpp.pki.folder.scan_folder`)."""
+    """Certificates and private keys of ``folder`` (:func:`~smdpp.pki.folder.scan_folder`).
+
+    A broken certificate stops the start, unless ``labels`` are given and its
+    file name carries another identity's label (a DPtls of an identity not served).
+    """
     content = scan_folder(folder, with_keys=with_keys)
+    content.refuse_broken(lambda path: labels is None or label_of(path) in (None, *labels))
     return content.certs, content.keys
 
 
@@ -166,6 +171,7 @@ class CertificateStore:
         empty = FolderContent()
         auth, pb = (scan_folder(certs_dir / f) if (certs_dir / f).is_dir() else empty
                     for f in ("DPauth", "DPpb"))
+        refuse_broken((auth, pb), smdp_identity)
         identities, unchained = find_identities(auth, pb, tuple(cis))
         credentials: dict[bytes, DpCredentials] = {}
         for pkid, identity in select_identities(identities, unchained, smdp_identity).items():
@@ -187,7 +193,8 @@ class CertificateStore:
             )
         served = {c.smdp_oid for c in credentials.values()}
         tls_dir = certs_dir / "DPtls"
-        tls_scan = _scan(tls_dir) if tls_dir.is_dir() else ([], [])
+        labels = {c.label for c in credentials.values()}
+        tls_scan = _scan(tls_dir, labels=labels) if tls_dir.is_dir() else ([], [])
         for path, cert in tls_scan[0]:
             if not _serves(cert, served):
                 log.info("%s: DPtls of SM-DP+ %s, an identity not served", path,

@@ -95,6 +95,31 @@ def test_broken_certificate_is_refused_naming_it(layout: PysimLayout) -> None:
     auth.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     with pytest.raises(ValueError, match=rf"{BRP_AUTH}\.der: not a valid certificate"):
         CertificateStore.load(layout.certs)
+    with pytest.raises(ValueError, match=rf"{BRP_AUTH}\.der: not a valid certificate"):
+        CertificateStore.load(layout.certs, smdp_identity=SGP26_OID)  # an OID: any broken one may be it
+    ci = layout.certs / "CertificateIssuer" / "CERT_CI_ECDSA_BRP.der"
+    ci.write_bytes(ci.read_bytes()[:-1])
+    with pytest.raises(ValueError, match=r"CERT_CI_ECDSA_BRP\.der: not a valid certificate"):
+        CertificateStore.load(layout.certs, smdp_identity="DP2")
+
+
+def test_broken_certificate_of_an_identity_not_served_is_logged(layout: PysimLayout,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A broken file cannot say whose it is: its SGP.26 name does (DP2, DP4 when DP is served)."""
+    dp2 = layout.certs / "DPauth" / "CERT_S_SM_DP2auth_ECDSA_BRP.der"
+    dp2.write_bytes(dp2.read_bytes()[:-20])
+    dp4_tls = layout.certs / "DPtls" / "CERT_S_SM_DP4_TLS.der"
+    dp4_tls.write_bytes(dp2.read_bytes())
+    with caplog.at_level(logging.WARNING, logger="smdpp.pki"):
+        store = CertificateStore.load(layout.certs)
+    assert len(store.credential_pkids) == 2
+    for path in (dp2, dp4_tls):
+        assert f"skipping {path}: not a valid certificate (not one that is served)" in caplog.text
+    with pytest.raises(ValueError, match=r"DP2auth_ECDSA_BRP\.der: not a valid certificate"):
+        CertificateStore.load(layout.certs, smdp_identity="DP2")
+    (layout.certs / "DPtls" / "CERT_S_SM_DP_TLS_BRP.der").write_bytes(dp2.read_bytes())
+    with pytest.raises(ValueError, match=r"CERT_S_SM_DP_TLS_BRP\.der: not a valid certificate"):
+        CertificateStore.load(layout.certs)
 
 
 def test_expired_certificate_refused_only_if_served(layout: PysimLayout,
