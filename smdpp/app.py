@@ -47,7 +47,8 @@ def load_material(args: argparse.Namespace) -> tuple[CertificateStore, ProfileIn
         log.warning("no profile in %s: generated the test profile %s (matchingId %s)",
                     upp_dir, created, created.stem)
     # CRLs (SGP.22 4.5.2.1): loaded now and again on SIGHUP; a bad one stops the start
-    certs = CertificateStore.load(certs_dir, data_dir / "crl", smdp_identity=args.smdp_identity)
+    certs = CertificateStore.load(certs_dir, data_dir / "crl", smdp_identity=args.default_identity,
+                                  side_by_side=args.side_by_side)
     certs.preferred_curve = "brainpoolP256r1" if args.brainpool else None
     profiles = ProfileInventory.load(upp_dir)
     log.info("%d CI(s), %d profile(s): %s", len(certs.ci_pkids), len(profiles),
@@ -56,6 +57,12 @@ def load_material(args: argparse.Namespace) -> tuple[CertificateStore, ProfileIn
         f"{certs.credentials(pkid).curve} (CI {pkid.hex()})"
         for pkid in certs.ci_pkids if pkid in certs.credential_pkids) or "none",
         len(certs.crls), data_dir / "crl")
+    if certs.serves_side_by_side(args.hostname.lower()):
+        raise ValueError(f"--smdp-identity: {args.hostname} is the address of the default identity "
+                         f"(--hostname)")
+    for host, side in certs.side_by_side.items():
+        log.info("also serving SM-DP+ %s at %s: %s", side[0].label, host, ", ".join(
+            f"{c.curve} {c.smdp_oid} (CI {c.ci_pkid.hex()})" for c in side))
     return certs, profiles
 
 

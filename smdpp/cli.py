@@ -35,10 +35,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-c", "--certdir", type=Path, default=Path("certs"),
                         help="certificate folder, relative to the data folder or absolute "
                              "(default: %(default)s)")
-    parser.add_argument("--smdp-identity", metavar="NAME|OID",
+    parser.add_argument("--smdp-identity", metavar="NAME|OID[=ADDRESS]", action="append",
+                        default=[],
                         help="the SM-DP+ identity to serve when certs/ holds several under one "
                              "CI (SGP.26: DP, DP2 ...), by its name or SM-DP+ OID (default: "
-                             "the one whose DPauth file is named CERT_S_SM_DPauth_*)")
+                             "the one whose DPauth file is named CERT_S_SM_DPauth_*); given "
+                             "again, or with =ADDRESS, one more identity served side by side at "
+                             "its own address (default: its DPtls dNSName)")
     parser.add_argument("--hostname", default=DEFAULT_HOSTNAME,
                         help="the SM-DP+ address (FQDN) eUICCs ask for (default: %(default)s)")
     parser.add_argument("-b", "--brainpool", action="store_true",
@@ -77,6 +80,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 "--max-per-client", "--max-connections-per-client"))
     if args.in_memory and args.store not in (None, "memory:"):
         parser.error(f"--in-memory contradicts --store {args.store}")
+    # The first identity without an address is the one at --hostname; the others side by side.
+    plain = [i for i in args.smdp_identity if "=" not in i]
+    args.default_identity = plain[0] if plain else None
+    args.side_by_side = [(name, address or None) for name, _, address in
+                         (i.partition("=") for i in args.smdp_identity if i != args.default_identity)]
     if args.nossl and args.tls:
         parser.error("--nossl contradicts --tls")
     if args.workers < 1:

@@ -9,7 +9,9 @@ DP8 too.  One identity is served per CI: the one named by ``--smdp-identity``
 (its label, ``DP2``, or its OID), by default the one whose DPauth file has no
 digit after ``DP`` (the one osmo-smdpp loads), or the only one there is.
 Labels come from the SGP.26 file names; the grouping itself goes by content
-(issuing CI, SM-DP+ OID).
+(issuing CI, SM-DP+ OID).  More identities may be served side by side, each
+at its own SM-DP+ address (:meth:`smdpp.pki.store.CertificateStore.credentials`
+with the address an eUICC asks for, SGP.22 5.6.1 smdpAddress).
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smdpp.pki.certificate import authority_key_identifier, check_smdp_certificate, registered_ids
@@ -28,8 +31,8 @@ from smdpp.pki.folder import FolderContent, matching_key
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_LABEL", "DpCertificate", "SmdpIdentity", "checked_pair", "find_identities",
-           "label_of", "refuse_broken", "select_identities"]
+__all__ = ["DEFAULT_LABEL", "DpCertificate", "DpCredentials", "SmdpIdentity", "checked_pair",
+           "find_identities", "label_of", "refuse_broken", "select_identities", "served_credentials"]
 
 #: The label of the identity osmo-smdpp serves (``CERT_S_SM_DPauth_ECDSA_NIST`` / ``_BRP``).
 DEFAULT_LABEL = "DP"
@@ -91,6 +94,27 @@ class SmdpIdentity:
         return any(found.label == DEFAULT_LABEL for found in self.auth)
 
 
+@dataclass(frozen=True)
+class DpCredentials:
+    """One SM-DP+ credential set under one CI (SGP.22 2.6.7)."""
+
+    ci_pkid: bytes  # SKI of the CI
+    auth_cert_der: bytes  # CERT.DPauth.ECDSA
+    auth_key: ec.EllipticCurvePrivateKey  # SK.DPauth.ECDSA
+    pb_cert_der: bytes  # CERT.DPpb.ECDSA
+    pb_key: ec.EllipticCurvePrivateKey  # SK.DPpb.ECDSA
+    smdp_oid: str  # registeredID from the DPauth subjectAltName
+    label: str = "DP"  # the SGP.26 name of the identity (DP, DP2, ...), for logs
+
+    @property
+    def curve(self) -> str:
+        """The curve of the set ('secp256r1' or 'brainpoolP256r1'), that of its CI."""
+        return self.auth_key.curve.name
+
+    def __repr__(self) -> str:  # never show key material
+        return f"DpCredentials(ci_pkid={self.ci_pkid.hex()}, smdp_oid={self.smdp_oid}, curve={self.curve})"
+
+
 def _found(path: Path, cert: x509.Certificate, ci_pkids: Iterable[bytes], folder: str
            ) -> DpCertificate:
     aki = authority_key_identifier(cert)
@@ -120,17 +144,17 @@ def find_identities(auth: FolderContent, pb: FolderContent, ci_pkids: Sequence[b
     return sorted(identities, key=lambda i: (i.ci_pkid, len(i.label), i.label)), unchained
 
 
-def refuse_broken(contents: Iterable[FolderContent], choice: str | None) -> None:
-    """Stop at a broken DPauth/DPpb certificate that may belong to the identity to serve.
+def refuse_broken(contents: Iterable[FolderContent], choices: Sequence[str | None]) -> None:
+    """Stop at a broken DPauth/DPpb certificate that may belong to an identity to serve.
 
     Its content cannot say whose it is, so its file name does: one named for
     another identity (``..._DP2auth_...`` when DP is served) is only logged.
     """
-    wanted = (choice or DEFAULT_LABEL).upper()
+    wanted = {(choice or DEFAULT_LABEL).upper() for choice in choices}
 
     def matters(path: Path) -> bool:
         label = label_of(path)
-        return label is None or "." in wanted or label.upper() == wanted
+        return label is None or any("." in w for w in wanted) or label.upper() in wanted
 
     for content in contents:
         content.refuse_broken(matters)
@@ -214,3 +238,28 @@ def checked_pair(identity: SmdpIdentity, ci_cert: x509.Certificate, auth: Folder
         pair.append((cert, matching_key(path, cert, content)[1]))
     (auth_cert, auth_key), (pb_cert, pb_key) = pair
     return auth_cert, auth_key, pb_cert, pb_key
+
+
+def served_credentials(identities: Sequence[SmdpIdentity], unchained: Sequence[DpCertificate],
+                       choice: str | None, cis: Mapping[bytes, x509.Certificate],
+                       contents: tuple[FolderContent, FolderContent],
+                       revocation: Callable[[x509.Certificate], str | None], now: datetime
+                       ) -> dict[bytes, DpCredentials]:
+    """The credentials per CI of the identity ``choice`` (default: osmo-smdpp's), all checked.
+
+    ``revocation`` is the loaded CRLs' lookup: a revoked DPauth/DPpb stops the
+    start too (SGP.22 4.5.2.1 lists them on the CI's CRL).
+    """
+    credentials: dict[bytes, DpCredentials] = {}
+    auth, pb = contents
+    for pkid, identity in select_identities(identities, unchained, choice).items():
+        auth_cert, auth_key, pb_cert, pb_key = checked_pair(identity, cis[pkid], auth, pb, now, unchained)
+        for folder, found, cert in (("DPauth", identity.auth, auth_cert), ("DPpb", identity.pb, pb_cert)):
+            revoked = revocation(cert)
+            if revoked:
+                raise ValueError(f"{found[0].path}: {folder} certificate is {revoked}")
+        credentials[pkid] = DpCredentials(
+            ci_pkid=pkid, auth_cert_der=auth_cert.public_bytes(serialization.Encoding.DER),
+            auth_key=auth_key, pb_cert_der=pb_cert.public_bytes(serialization.Encoding.DER),
+            pb_key=pb_key, smdp_oid=str(identity.oid), label=identity.label)
+    return credentials

@@ -46,32 +46,11 @@ from smdpp.pki.chain import EuiccIdentity, verify_euicc_chain
 from smdpp.pki.crl import CrlSet
 from smdpp.pki.files import load_private_key
 from smdpp.pki.folder import FolderContent, matching_key, scan_folder
-from smdpp.pki.identities import checked_pair, find_identities, label_of, refuse_broken, select_identities
+from smdpp.pki.identities import DpCredentials, find_identities, label_of, refuse_broken, served_credentials
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CertificateStore", "DpCredentials", "EuiccIdentity", "TlsCredential", "verify_smdp_certificate"]
-
-
-@dataclass(frozen=True)
-class DpCredentials:
-    """One SM-DP+ credential set under one CI (SGP.22 2.6.7)."""
-
-    ci_pkid: bytes  # SKI of the CI
-    auth_cert_der: bytes  # CERT.DPauth.ECDSA
-    auth_key: ec.EllipticCurvePrivateKey  # SK.DPauth.ECDSA
-    pb_cert_der: bytes  # CERT.DPpb.ECDSA
-    pb_key: ec.EllipticCurvePrivateKey  # SK.DPpb.ECDSA
-    smdp_oid: str  # registeredID from the DPauth subjectAltName
-    label: str = "DP"  # the SGP.26 name of the identity (DP, DP2, ...), for logs
-
-    @property
-    def curve(self) -> str:
-        """The curve of the set ('secp256r1' or 'brainpoolP256r1'), that of its CI."""
-        return self.auth_key.curve.name
-
-    def __repr__(self) -> str:  # never show key material
-        return f"DpCredentials(ci_pkid={self.ci_pkid.hex()}, smdp_oid={self.smdp_oid}, curve={self.curve})"
 
 
 @dataclass(frozen=True)
@@ -108,6 +87,25 @@ def _matching_key(path: Path, cert: x509.Certificate,
     return matching_key(path, cert, FolderContent(keys=keys))
 
 
+def _side_address(choice: str, address: str | None, credentials: dict[bytes, DpCredentials],
+                  tls_certs: list[tuple[Path, x509.Certificate]]) -> str:
+    """The SM-DP+ address of an identity served side by side: given, or its DPtls dNSName."""
+    if address:
+        return address.lower()
+    oids = {c.smdp_oid for c in credentials.values()}
+    for _, cert in tls_certs:
+        if oids.intersection(registered_ids(cert)):
+            try:
+                san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            except x509.ExtensionNotFound:
+                continue
+            names = san.get_values_for_type(x509.DNSName)
+            if names:
+                return names[0].lower()
+    raise ValueError(f"SM-DP+ identity {choice}: no DPtls with a dNSName names its address; "
+                     f"give it as --smdp-identity {choice}=ADDRESS")
+
+
 def _serves(cert: x509.Certificate, oids: set[str]) -> bool:
     """True if a DPtls certificate belongs to one of the served SM-DP+ OIDs (or names none)."""
     found = registered_ids(cert)
@@ -132,6 +130,8 @@ class CertificateStore:
         #: Every DPtls found, NIST P-256 first; ``tls`` is the preferred (first) one.
         self.tls_all: tuple[TlsCredential, ...] = tuple(tls_all) or ((tls,) if tls is not None else ())
         self.tls = tls if tls is not None else (self.tls_all[0] if self.tls_all else None)
+        #: address (lower case) -> credentials per CI of an identity served side by side
+        self._by_host: dict[str, dict[bytes, DpCredentials]] = {}
         # The DPtls folder as read by load() (served identities only), for check_tls().
         self._tls_scan: tuple[list[tuple[Path, x509.Certificate]],
                               list[tuple[Path, ec.EllipticCurvePrivateKey]]] | None = None
@@ -140,7 +140,8 @@ class CertificateStore:
 
     @classmethod
     def load(cls, certs_dir: Path, crl_dir: Path | None = None, *,
-             now: datetime | None = None, smdp_identity: str | None = None) -> "CertificateStore":
+             now: datetime | None = None, smdp_identity: str | None = None,
+             side_by_side: Sequence[tuple[str, str | None]] = ()) -> "CertificateStore":
         """Read ``certs_dir`` (and the CRLs in ``crl_dir``); ValueError naming the file at fault.
 
         Each CI must be a self-signed CA certificate with the ci policy, in
@@ -148,6 +149,11 @@ class CertificateStore:
         its role policy, be in date, not be revoked and match a private key
         next to it; a CI with DPauth needs DPpb too.  Every CRL must verify
         and be current (:class:`~smdpp.pki.crl.CrlError` lists the files).
+
+        ``smdp_identity`` chooses the identity served at the SM-DP+ address
+        (:mod:`smdpp.pki.identities`); each (identity, address) of
+        ``side_by_side`` is served at its own address, by default the
+        dNSName of its DPtls (see :meth:`credentials`).
         """
         certs_dir = Path(certs_dir)
         moment = utc_now(now)
@@ -171,38 +177,31 @@ class CertificateStore:
         empty = FolderContent()
         auth, pb = (scan_folder(certs_dir / f) if (certs_dir / f).is_dir() else empty
                     for f in ("DPauth", "DPpb"))
-        refuse_broken((auth, pb), smdp_identity)
+        refuse_broken((auth, pb), [smdp_identity, *(choice for choice, _ in side_by_side)])
         identities, unchained = find_identities(auth, pb, tuple(cis))
-        credentials: dict[bytes, DpCredentials] = {}
-        for pkid, identity in select_identities(identities, unchained, smdp_identity).items():
-            auth_cert, auth_key, pb_cert, pb_key = checked_pair(identity, cis[pkid], auth, pb, moment,
-                                                                unchained)
-            for folder, found, cert in (("DPauth", identity.auth, auth_cert),
-                                        ("DPpb", identity.pb, pb_cert)):
-                revoked = crls.revocation(cert)
-                if revoked:
-                    raise ValueError(f"{found[0].path}: {folder} certificate is {revoked}")
-            credentials[pkid] = DpCredentials(
-                ci_pkid=pkid,
-                auth_cert_der=auth_cert.public_bytes(serialization.Encoding.DER),
-                auth_key=auth_key,
-                pb_cert_der=pb_cert.public_bytes(serialization.Encoding.DER),
-                pb_key=pb_key,
-                smdp_oid=str(identity.oid),
-                label=identity.label,
-            )
-        served = {c.smdp_oid for c in credentials.values()}
+        loaded = [served_credentials(identities, unchained, choice, cis, (auth, pb), crls.revocation,
+                                     moment) for choice in (smdp_identity, *(c for c, _ in side_by_side))]
+        credentials, more = loaded[0], loaded[1:]
         tls_dir = certs_dir / "DPtls"
-        labels = {c.label for c in credentials.values()}
+        labels = {c.label for creds in loaded for c in creds.values()}
         tls_scan = _scan(tls_dir, labels=labels) if tls_dir.is_dir() else ([], [])
+        by_host: dict[str, dict[bytes, DpCredentials]] = {}
+        for (choice, address), side in zip(side_by_side, more):
+            host = _side_address(choice, address, side, tls_scan[0])
+            if host in by_host:
+                raise ValueError(f"SM-DP+ identity {choice}: address {host} is already served")
+            by_host[host] = side
+        # --tls serves the DPtls of the default identity; one per address needs SNI (nginx).
+        served = {c.smdp_oid for c in credentials.values()}
         for path, cert in tls_scan[0]:
             if not _serves(cert, served):
-                log.info("%s: DPtls of SM-DP+ %s, an identity not served", path,
+                log.info("%s: DPtls of SM-DP+ %s, not served by --tls", path,
                          ", ".join(registered_ids(cert)))
         tls_scan = ([(p, c) for p, c in tls_scan[0] if _serves(c, served)], tls_scan[1])
         store = cls(cis, credentials, tls_all=cls._load_tls(*tls_scan), crls=crls,
                     crl_dir=crl_dir, tls_dir=tls_dir)
         store._tls_scan = tls_scan
+        store._by_host = by_host
         return store
 
     @staticmethod
@@ -250,29 +249,44 @@ class CertificateStore:
         except KeyError:
             raise status.unknown_ci(f"unknown CI public key {bytes(ci_pkid).hex()}") from None
 
-    def select_ci(self, for_verification: Sequence[bytes], for_signing: Sequence[bytes]) -> bytes:
+    @property
+    def side_by_side(self) -> dict[str, tuple[DpCredentials, ...]]:
+        """The addresses of the identities served side by side, and their credentials."""
+        return {host: tuple(creds.values()) for host, creds in self._by_host.items()}
+
+    def serves_side_by_side(self, host: str) -> bool:
+        """True if an identity is served side by side at ``host`` (lower case)."""
+        return host in self._by_host
+
+    def _at(self, host: str | None) -> dict[bytes, DpCredentials]:
+        return self._by_host.get(host, self._credentials) if host else self._credentials
+
+    def select_ci(self, for_verification: Sequence[bytes], for_signing: Sequence[bytes],
+                  host: str | None = None) -> bytes:
         """Pick the CI PKID for this session (SGP.22 5.6.1, ES9+.InitiateAuthentication).
 
         The candidates are the PKIDs of ``euiccCiPKIdListForVerification``
         that are also in ``euiccCiPKIdListForSigning`` and under which we hold
         DPauth/DPpb credentials.  Of several, the first whose set is on
         :attr:`preferred_curve`, else the first in the eUICC's order of
-        preference.  None: SgpError 8.8.2/3.1.
+        preference.  None: SgpError 8.8.2/3.1.  ``host``: the SM-DP+ address
+        asked for, if an identity is served side by side there.
         """
         signing = {bytes(p) for p in for_signing}
-        candidates = [bytes(p) for p in for_verification
-                      if bytes(p) in self._credentials and bytes(p) in signing]
+        held = self._at(host)
+        candidates = [bytes(p) for p in for_verification if bytes(p) in held and bytes(p) in signing]
         if not candidates:
             raise status.ci_not_supported("none of the eUICC's CI public keys is supported")
         for pkid in candidates:
-            if self._credentials[pkid].curve == self.preferred_curve:
+            if held[pkid].curve == self.preferred_curve:
                 return pkid
         return candidates[0]
 
-    def credentials(self, ci_pkid: bytes) -> DpCredentials:
-        """DPauth/DPpb credentials under ``ci_pkid``; SgpError 8.11.1/3.9 if there are none."""
+    def credentials(self, ci_pkid: bytes, host: str | None = None) -> DpCredentials:
+        """DPauth/DPpb credentials under ``ci_pkid`` (of the identity served side by side at
+        ``host``, if any, else the default one); SgpError 8.11.1/3.9 if there are none."""
         try:
-            return self._credentials[bytes(ci_pkid)]
+            return self._at(host)[bytes(ci_pkid)]
         except KeyError:
             raise status.unknown_ci(f"no SM-DP+ credentials under CI {bytes(ci_pkid).hex()}") from None
 
@@ -323,7 +337,8 @@ class CertificateStore:
         if self._crl_dir is None:
             return len(self._crls)
         crls = CrlSet.load(self._crl_dir, self._cis, now)
-        for creds in self._credentials.values():
+        for creds in (*self._credentials.values(), *(c for side in self._by_host.values()
+                                                       for c in side.values())):
             for role, der in (("DPauth", creds.auth_cert_der), ("DPpb", creds.pb_cert_der)):
                 revoked = crls.revocation(x509.load_der_x509_certificate(der))
                 if revoked:

@@ -143,7 +143,8 @@ class RspEngine:
         one clock for session lifetimes and certificate dates alike."""
         return datetime.fromtimestamp(self.clock(), timezone.utc)
 
-    def _address_ok(self, address: str) -> bool:
+    @staticmethod
+    def _host(address: str) -> str | None:
         """SGP.22 compares FQDNs case-insensitively; an activation code may add ':port'."""
         host = address.strip().lower()
         if host.startswith("["):  # an IPv6 literal has no place here, but parse it politely
@@ -151,8 +152,13 @@ class RspEngine:
         elif host.count(":") == 1:
             host, _, port = host.partition(":")
             if not port.isdigit():
-                return False
-        return host == self._hostname
+                return None
+        return host
+
+    def _address_ok(self, address: str) -> bool:
+        """Our address, or that of an identity served side by side (--smdp-identity NAME=ADDRESS)."""
+        host = self._host(address)
+        return host is not None and (host == self._hostname or self.certs.serves_side_by_side(host))
 
     # -- ES9+.InitiateAuthentication (SGP.22 5.6.1) ----------------------
 
@@ -167,9 +173,10 @@ class RspEngine:
         info1 = messages.parse_euicc_info1(euicc_info1)
         if len(info1.svn) != 3 or info1.svn[0] not in SUPPORTED_SVN_MAJOR:
             raise status.svn_not_supported(f"SGP.22 version {info1.svn.hex()} not supported")
+        host = self._host(smdp_address)
         ci_pkid = self.certs.select_ci(info1.ci_pkids_for_verification,
-                                       info1.ci_pkids_for_signing)
-        creds = self.certs.credentials(ci_pkid)
+                                       info1.ci_pkids_for_signing, host)
+        creds = self.certs.credentials(ci_pkid, host)
         tid = os.urandom(16)
         server_challenge = os.urandom(16)
         server_signed1 = outgoing.server_signed1(tid, euicc_challenge, smdp_address,
@@ -216,7 +223,7 @@ class RspEngine:
         if resp.server_address != session.smdp_address:
             raise status.invalid_smdp_address("serverAddress in euiccSigned1 does not match")
         profile = self._profile_for(resp.matching_id, identity.eid)
-        creds = self.certs.credentials(session.ci_pkid)
+        creds = self.certs.credentials(session.ci_pkid, self._host(session.smdp_address))
         smdp_signed2 = outgoing.smdp_signed2(session.transaction_id_bytes,
                                              cc_required=session.cc_required)
         # SGP.22 5.6.3: smdpSignature2 covers smdpSigned2 and the euiccSignature1 TLV
@@ -270,7 +277,7 @@ class RspEngine:
         if not verify_plain(self._euicc_key(session), resp.euicc_signature2,
                             resp.euicc_signed2 + session.smdp_signature2):
             raise status.euicc_signature_invalid("euiccSignature2 does not verify")
-        creds = self.certs.credentials(session.ci_pkid)
+        creds = self.certs.credentials(session.ci_pkid, self._host(session.smdp_address))
         profile = self.profiles.get(session.matching_id or "")
         if profile is None:  # the UPP was removed since authenticateClient
             raise self._fail(session, status.matching_id_refused(
@@ -346,7 +353,7 @@ class RspEngine:
         if resp.transaction_id != session.transaction_id_bytes:
             raise status.unknown_transaction("transactionId in euiccCancelSessionSigned does "
                                              "not match")
-        creds = self.certs.credentials(session.ci_pkid)
+        creds = self.certs.credentials(session.ci_pkid, self._host(session.smdp_address))
         if resp.smdp_oid != creds.smdp_oid:
             raise status.invalid_smdp_oid(f"smdpOid {resp.smdp_oid} is not {creds.smdp_oid}")
         if not verify_plain(self._euicc_key(session), resp.signature, resp.signed):

@@ -19,7 +19,7 @@ from cryptography import x509
 from smdpp.euicc.card import SoftEuicc
 from smdpp.euicc.client import download
 from smdpp.euicc.es9 import Es9Client, b64d
-from tests.pysim_layout import DP2_OID, SGP26_OID, PysimLayout
+from tests.pysim_layout import DP2_HOSTNAME, DP2_OID, SGP26_OID, PysimLayout
 
 from .conftest import REPO, RunningServer, start_server
 from .flow import ADDRESS, Flow, assert_failed, assert_ok, check_server_signed1, ci_pkid, initiate_for_cis
@@ -200,3 +200,29 @@ def test_readme_check_without_a_card(plain: RunningServer, layout: PysimLayout) 
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout == "Executed-Success True\n"
+
+
+def test_two_identities_side_by_side(layout: PysimLayout, server_factory) -> None:
+    """--smdp-identity DP --smdp-identity DP2: each session gets the identity of the address asked for
+    (DP2's from the dNSName of its DPtls)."""
+    server: RunningServer = server_factory(layout.data_dir, "--smdp-identity", "DP",
+                                           "--smdp-identity", "DP2", "-m")
+    assert f"also serving SM-DP+ DP2 at {DP2_HOSTNAME}: brainpoolP256r1 {DP2_OID}" in server.log()
+    brp, nist = ci_pkid(layout.ci("BRP")), ci_pkid(layout.ci("NIST"))
+    with Es9Client(server.url) as client:
+        for address, oid, dpauth in ((ADDRESS, SGP26_OID, "DPauth_ECDSA_BRP"),
+                                     (DP2_HOSTNAME.upper(), DP2_OID, "DP2auth_ECDSA_BRP")):
+            body = assert_ok(initiate_for_cis(client, [brp], address=address))
+            check_server_signed1(body, _dpauth(layout, dpauth), address=address)
+            result = download(client, SoftEuicc.from_identity_dir(layout.euicc_dir), smdp_address=address,
+                              matching_id="TS48V2-SAIP2-1-NOBERTLV", smdp_oid=oid)
+            assert result.notification_sent, result.notification_error
+        check_server_signed1(assert_ok(initiate_for_cis(client, [nist])), _dpauth(layout, "DPauth_ECDSA_NIST"))
+        assert_failed(initiate_for_cis(client, [nist], address=DP2_HOSTNAME), "8.8.2", "3.1")
+        assert_failed(initiate_for_cis(client, [brp], address="testsmdpplus9.example.com"), "8.8.1", "3.8")
+
+
+def test_side_by_side_at_the_default_address_is_refused(layout: PysimLayout) -> None:
+    with pytest.raises(RuntimeError, match=f"cannot start: --smdp-identity: {ADDRESS} is the address "
+                                           "of the default identity"):
+        start_server(layout.data_dir, "--smdp-identity", f"DP2={ADDRESS}", "-m", timeout=30)

@@ -16,7 +16,7 @@ from smdpp.pki.folder import looks_like_der_certificate
 from smdpp.pki.identities import label_of
 from smdpp.pki.issue import issue_ci, issue_dp_certificate
 from smdpp.pki.store import CertificateStore
-from tests.pysim_layout import DP2_OID, SGP26_OID, PysimLayout, write_dp
+from tests.pysim_layout import DP2_HOSTNAME, DP2_OID, SGP26_OID, PysimLayout, write_dp
 
 BRP_AUTH = "S_SM_DPauth_ECDSA_BRP"
 
@@ -201,3 +201,34 @@ def test_labels_from_sgp26_file_names() -> None:
              "CERT_S_SM_DP4_TLS.der": "DP4", "CERT_S_SM_DP_TLS_NIST.pem": "DP", "data_sig.der": None,
              "CERT_CI_ECDSA_NIST.der": None, "dpauth.der": None}
     assert {name: label_of(Path(name)) for name in names} == names
+
+
+def test_identity_side_by_side_at_its_own_address(layout: PysimLayout) -> None:
+    store = CertificateStore.load(layout.certs, side_by_side=[("DP2", "Lab.Example.org")])
+    brp, nist = _pkid(layout.ci("BRP")), _pkid(layout.ci("NIST"))
+    assert store.serves_side_by_side("lab.example.org") and not store.serves_side_by_side(DP2_HOSTNAME)
+    assert store.credentials(brp).smdp_oid == SGP26_OID  # the default identity, at --hostname
+    assert store.credentials(brp, "lab.example.org").smdp_oid == DP2_OID
+    assert store.select_ci([nist, brp], [nist, brp]) == nist
+    assert store.select_ci([nist, brp], [nist, brp], "lab.example.org") == brp  # no DP2 under NIST
+    assert store.credentials(brp, "other.example").smdp_oid == SGP26_OID
+    # Without an address, the DPtls of that identity names it; without one either, it is refused.
+    store = CertificateStore.load(layout.certs, side_by_side=[("DP2", None)])
+    assert list(store.side_by_side) == [DP2_HOSTNAME]
+    with pytest.raises(ValueError, match=f"SM-DP\\+ identity {SGP26_OID}: address {DP2_HOSTNAME} is already served"):
+        CertificateStore.load(layout.certs, side_by_side=[("DP2", None), (SGP26_OID, DP2_HOSTNAME)])
+    for path in (layout.certs / "DPtls").glob("*DP2_TLS*"):
+        path.unlink()
+    with pytest.raises(ValueError, match=r"SM-DP\+ identity DP2: no DPtls with a dNSName names its address; "
+                                         r"give it as --smdp-identity DP2=ADDRESS"):
+        CertificateStore.load(layout.certs, side_by_side=[("DP2", None)])
+
+
+def test_smdp_identity_command_line() -> None:
+    from smdpp.cli import parse_args
+
+    args = parse_args(["--smdp-identity", "DP2=lab.example.org", "--smdp-identity", "DP",
+                       "--smdp-identity", "DP4"])
+    assert (args.default_identity, args.side_by_side) == ("DP", [("DP2", "lab.example.org"), ("DP4", None)])
+    args = parse_args([])
+    assert (args.default_identity, args.side_by_side) == (None, [])
