@@ -6,8 +6,9 @@ the repository), plus generated extras under a brainpool CI of ours, with the
 SGP.26 file names (``_BRP``): the default identity DP (OID 2.999.10), a second
 identity DP2 (OID 2.999.12, ``CERT_S_SM_DP2auth_ECDSA_BRP`` ...), a DP2 TLS
 certificate, the files that are neither certificates nor keys (``data_sig.der``,
-``*.csr.cnf``, ``README``, ``PK_*`` public keys) and an expired TLS certificate
-in ``DPtls/Old_TLS_Validity/Expired 2024/``.  The CI key stays outside
+``*.csr.cnf``, ``*.ext.cnf``, ``README``, ``PK_*`` public keys), an expired TLS
+certificate in ``DPtls/Old_TLS_Validity/Expired 2024/`` and a
+``SelfSignedOperators/`` folder beside the SGP.26 ones.  The CI key stays outside
 ``certs/`` (pySim has none); ``eum/`` beside the data folder keeps the EUM and
 one brainpool eUICC identity for downloads.
 
@@ -114,8 +115,11 @@ def build_pysim_layout(root: Path, testdata: Path) -> PysimLayout:
     # What is neither a certificate nor a key, and old certificates in a subfolder.
     signer = load_private_key(certs / "DPauth" / "SK_S_SM_DPauth_ECDSA_BRP.pem")
     (certs / "DPauth" / "data_sig.der").write_bytes(signer.sign(b"data", ec.ECDSA(hashes.SHA256())))
-    (certs / "DPtls" / "CERT_S_SM_DP2_TLS.csr.cnf").write_text(
-        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = testsmdpplus2.example.com\n")
+    for cnf in (certs / "DPtls" / "CERT_S_SM_DP2_TLS.csr.cnf", certs / "CertificateIssuer" / "CI-csr.cnf"):
+        cnf.write_text("[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = test\n")
+    (certs / "DPtls" / "CERT_S_SM_DP2_TLS.ext.cnf").write_text("subjectAltName = RID:2.999.12\n")
+    (certs / "SelfSignedOperators").mkdir()  # beside the SGP.26 folders in pySim; not ours to read
+    (certs / "SelfSignedOperators" / "TEST_OPERATOR_selfsigned.pem").write_bytes(_pem(ci))
     for folder in (certs, certs / "CertificateIssuer"):
         (folder / "README").write_text("SGP.26 test certificates, see the GSMA document.\n")
     old = certs / "DPtls" / "Old_TLS_Validity" / "Expired 2024"

@@ -6,6 +6,8 @@
 * :mod:`.certificate`  one certificate: accessors, profile checks; CI, DPauth / DPpb / DPtls
 * :mod:`.chain`  the eUICC chain: CI -> [CI SubCA] -> EUM -> [EUM SubCA] -> eUICC, EID range
 * :mod:`.crl`    CRLs: loading and verifying them, revocation lookup, issuing them
+* :mod:`.folder` one folder of certs/: certificates and keys by content, other files skipped
+* :mod:`.identities` SM-DP+ identities (CI, SM-DP+ OID) and which one is served per CI
 * :mod:`.store`  the SM-DP+ certificate store (CIs, DP credentials per CI, CRLs, TLS)
 * :mod:`.issue`  a private test PKI in the SGP.26 file layout
 * :mod:`.files`  file modes of keys, certificates and their folders

@@ -46,6 +46,8 @@ def test_pysim_layout_loads_with_one_line_per_skipped_file(pysim_layout: PysimLa
     for skipped in (f"{certs / 'DPauth' / 'data_sig.der'}: neither",
                     f"{certs / 'DPtls' / 'CERT_S_SM_DP2_TLS.csr.cnf'}: neither",
                     f"{certs / 'CertificateIssuer' / 'README'}: neither",
+                    f"{certs / 'CertificateIssuer' / 'CI-csr.cnf'}: neither",
+                    f"{certs / 'DPtls' / 'CERT_S_SM_DP2_TLS.ext.cnf'}: neither",
                     f"folder {certs / 'DPtls' / 'Old_TLS_Validity'}: only the files"):
         assert len([m for m in messages if m.startswith(f"skipping {skipped}")]) == 1, skipped
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
