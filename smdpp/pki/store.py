@@ -8,11 +8,14 @@ Layout (SGP.26 / osmo-smdpp, see :mod:`smdpp.pki.issue`)::
     certs_dir/DPtls/CERT_*.pem|der + SK_*.pem   TLS server certificates (optional; NIST and/or brainpool)
     crl_dir/*.crl ...                           CRLs and their issuers (see :mod:`smdpp.pki.crl`)
 
-One credential set (DPauth + DPpb) exists per CI the SM-DP+ is certified
+One credential set (DPauth + DPpb) is served per CI the SM-DP+ is certified
 under; the CI is named by its public key identifier (the SKI of the CI
 certificate, SGP.22 2.6.7.1 "CI PKID").  Several sets may be loaded at once
 (e.g. a NIST P-256 and a brainpoolP256r1 CI); each session uses the one its
-eUICC trusts.  The store answers SGP.22 5.6.1 (which CI to use) and 5.6.3 (is
+eUICC trusts.  Files are read by :mod:`smdpp.pki.folder` (other files
+skipped); of several SM-DP+ identities under one CI, :mod:`smdpp.pki.identities`
+picks the one served, and more may be served side by side at their own
+addresses.  The store answers SGP.22 5.6.1 (which CI to use) and 5.6.3 (is
 this eUICC genuine).
 
 At load every certificate the SM-DP+ signs with must be usable: a CI is a
