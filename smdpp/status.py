@@ -27,6 +27,14 @@ __all__ = [
     "eum_certificate_invalid", "eum_certificate_expired",
     "euicc_certificate_invalid", "euicc_certificate_expired",
     "matching_id_refused", "no_eligible_profile", "invalid_smdp_oid",
+    # ES2+ (SGP.22 5.3) and the order checks of ES9+
+    "requester_unknown", "requester_not_allowed", "function_call_replayed",
+    "iccid_unknown", "iccid_in_use", "iccid_not_allowed", "invalid_transition",
+    "profile_type_unknown", "profile_type_unavailable", "eid_invalid_association",
+    "matching_id_in_use", "matching_id_invalid_association", "eid_refused",
+    "profile_not_released", "profile_unavailable", "confirmation_code_missing",
+    "confirmation_code_refused", "confirmation_code_retries_exceeded",
+    "installation_failed",
 ]
 
 # (subjectCode, reasonCode) -> (meaning, SGP.22 section): the README's table
@@ -54,6 +62,29 @@ CODES: dict[tuple[str, str], tuple[str, str]] = {
     ("8.1.3", "6.3"): ("eUICC certificate expired or not yet valid", "5.6.3"),
     ("8.2.6", "3.8"): ("MatchingID refused: no profile for it", "5.6.2, 5.6.3"),
     ("8.2.5", "4.3"): ("no eligible profile for this eUICC", "5.6.3"),
+    # ES2+ (the operator's side) and ES9+ against orders
+    ("1.1", "1.1"): ("function requester unknown: no registered operator's client "
+                     "certificate", "5.3, 6.5.1.4, common codes"),
+    ("1.1", "1.2"): ("function requester not allowed: functionRequesterIdentifier is not the "
+                     "certificate's operator", "5.3, 6.5.1.4, common codes"),
+    ("1.1", "3.3"): ("functionCallIdentifier already used by this requester (our choice)",
+                     "5.3, 6.5.1.3"),
+    ("8.2.1", "3.9"): ("Profile ICCID unknown", "5.3.1 to 5.3.4"),
+    ("8.2.1", "3.3"): ("Profile ICCID already in use (ordered)", "5.3.1"),
+    ("8.2.1", "1.2"): ("Profile ICCID belongs to another operator's order", "5.3.1 to 5.3.4"),
+    ("8.2.1", "3.5"): ("Profile ICCID: invalid state transition", "5.3.2 to 5.3.4"),
+    ("8.2.5", "3.9"): ("Profile Type unknown", "5.3.1"),
+    ("8.2.5", "3.7"): ("Profile Type: no Available profile left", "5.3.1"),
+    ("8.1.1", "3.10"): ("EID differs from the order's (invalid association)", "5.3.2, 5.3.3"),
+    ("8.2.6", "3.3"): ("MatchingID already in use", "5.3.2"),
+    ("8.2.6", "3.10"): ("MatchingID is not the order's (invalid association)", "5.3.3"),
+    ("8.1.1", "3.8"): ("EID refused: the order is for another eUICC", "5.6.3"),
+    ("8.2", "1.2"): ("Profile not released for download yet", "5.6.3"),
+    ("8.2", "3.7"): ("Profile unavailable: downloaded already, or in Error", "5.6.2, 5.6.3"),
+    ("8.2", "4.2"): ("Profile installation failed on the eUICC (to the operator)", "5.3.5"),
+    ("8.2.7", "2.2"): ("Confirmation Code missing", "5.6.2"),
+    ("8.2.7", "3.8"): ("Confirmation Code refused (wrong)", "5.6.2"),
+    ("8.2.7", "6.4"): ("Confirmation Code: maximum number of retries exceeded", "5.6.2"),
 }
 
 
@@ -159,3 +190,102 @@ def matching_id_refused(message: str) -> SgpError:
 def no_eligible_profile(message: str) -> SgpError:
     """8.2.5 / 4.3: no profile can be offered to this eUICC (SGP.22 5.6.3)."""
     return _error("8.2.5", "4.3", message)
+
+
+# -- ES2+ (SGP.22 5.3) and the order checks of ES9+ ---------------------------------
+# Subject 1.1 is the function requester; SGP.22 names no pair for a replayed
+# functionCallIdentifier, 1.1 / 3.3 (already in use) is ours.
+
+def requester_unknown(message: str) -> SgpError:
+    """1.1 / 1.1: the caller is not a known function requester (security)."""
+    return _error("1.1", "1.1", message)
+
+
+def requester_not_allowed(message: str) -> SgpError:
+    """1.1 / 1.2: the function requester is not allowed to do this (authorisation)."""
+    return _error("1.1", "1.2", message)
+
+
+def function_call_replayed(message: str) -> SgpError:
+    """1.1 / 3.3: this functionCallIdentifier was used before by the requester."""
+    return _error("1.1", "3.3", message)
+
+
+def iccid_unknown(message: str) -> SgpError:
+    """8.2.1 / 3.9: no profile with this ICCID (SGP.22 5.3.1 - 5.3.4)."""
+    return _error("8.2.1", "3.9", message)
+
+
+def iccid_in_use(message: str) -> SgpError:
+    """8.2.1 / 3.3: the profile is already ordered (SGP.22 5.3.1)."""
+    return _error("8.2.1", "3.3", message)
+
+
+def iccid_not_allowed(message: str) -> SgpError:
+    """8.2.1 / 1.2: the profile belongs to another operator's order."""
+    return _error("8.2.1", "1.2", message)
+
+
+def invalid_transition(message: str) -> SgpError:
+    """8.2.1 / 3.5: the profile's state does not allow the function (SGP.22 5.3.2 - 5.3.4)."""
+    return _error("8.2.1", "3.5", message)
+
+
+def profile_type_unknown(message: str) -> SgpError:
+    """8.2.5 / 3.9: no profile of this profileType in the pool (SGP.22 5.3.1)."""
+    return _error("8.2.5", "3.9", message)
+
+
+def profile_type_unavailable(message: str) -> SgpError:
+    """8.2.5 / 3.7: no Available profile of this profileType is left (SGP.22 5.3.1)."""
+    return _error("8.2.5", "3.7", message)
+
+
+def eid_invalid_association(message: str) -> SgpError:
+    """8.1.1 / 3.10: the EID differs from the one the order is linked to (SGP.22 5.3.2, 5.3.3)."""
+    return _error("8.1.1", "3.10", message)
+
+
+def matching_id_in_use(message: str) -> SgpError:
+    """8.2.6 / 3.3: the matchingId is already another order's (SGP.22 5.3.2)."""
+    return _error("8.2.6", "3.3", message)
+
+
+def matching_id_invalid_association(message: str) -> SgpError:
+    """8.2.6 / 3.10: the matchingId is not the order's (SGP.22 5.3.3)."""
+    return _error("8.2.6", "3.10", message)
+
+
+def eid_refused(message: str) -> SgpError:
+    """8.1.1 / 3.8: the eUICC is not the one the order is for (SGP.22 5.6.3)."""
+    return _error("8.1.1", "3.8", message)
+
+
+def profile_not_released(message: str) -> SgpError:
+    """8.2 / 1.2: the ordered profile is not released for download yet (SGP.22 5.6.3)."""
+    return _error("8.2", "1.2", message)
+
+
+def profile_unavailable(message: str) -> SgpError:
+    """8.2 / 3.7: the profile was downloaded already or is no longer available (SGP.22 5.6.2, 5.6.3)."""
+    return _error("8.2", "3.7", message)
+
+
+def installation_failed(message: str) -> SgpError:
+    """8.2 / 4.2: the eUICC reported a failed installation (to the operator, SGP.22 5.3.5)."""
+    return _error("8.2", "4.2", message)
+
+
+def confirmation_code_missing(message: str) -> SgpError:
+    """8.2.7 / 2.2: the order needs a Confirmation Code and none came (SGP.22 5.6.2)."""
+    return _error("8.2.7", "2.2", message)
+
+
+def confirmation_code_refused(message: str) -> SgpError:
+    """8.2.7 / 3.8: the Confirmation Code is wrong (SGP.22 5.6.2)."""
+    return _error("8.2.7", "3.8", message)
+
+
+def confirmation_code_retries_exceeded(message: str) -> SgpError:
+    """8.2.7 / 6.4: too many wrong Confirmation Codes; the order is in Error (SGP.22 5.6.2)."""
+    return _error("8.2.7", "6.4", message)

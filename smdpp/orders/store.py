@@ -1,0 +1,308 @@
+"""The durable order store: profiles, their SGP.22 states, ES2+ call ids and the notification queue.
+
+One sqlite file in the data folder (``orders.sqlite``), in WAL mode, shared
+by every process of one host (``--workers``, ``smdpp-order`` beside the
+server).  Every state change is one ``UPDATE ... WHERE iccid = ? AND
+version = ?``: a compare-and-set on the record as the caller read it, so of
+two processes taking the same step on the same profile exactly one succeeds
+and the other sees False and reads again (SGP.22: one profile goes to one
+eUICC).  Allocating a pool profile is one ``UPDATE`` over an ``Available``
+row, atomic in the same way.
+
+The Unprotected Profile Package of a pool profile holds its secrets (Ki,
+OPc, PINs): it is sealed with AES-256-GCM under the data folder's
+``session-store.key`` (:class:`~smdpp.store.sealer.Sealer`, the ICCID as
+associated data) before it is written.  Confirmation Codes are kept as
+SHA-256 only (:mod:`smdpp.orders.identifiers`).
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from smdpp.orders.states import ProfileState
+from smdpp.store.sealer import KEY_FILE_NAME, Sealer
+
+FILE_NAME = "orders.sqlite"
+BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's transaction
+CALL_ID_LIFETIME = 7 * 86400.0  # seconds a functionCallIdentifier is remembered
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS profiles (
+    iccid TEXT PRIMARY KEY,
+    profile_type TEXT NOT NULL,
+    state TEXT NOT NULL,
+    eid TEXT,
+    matching_id TEXT UNIQUE,
+    cc_hash BLOB,
+    cc_attempts INTEGER NOT NULL DEFAULT 0,
+    operator TEXT,
+    transaction_id TEXT,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    source TEXT,
+    upp BLOB NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS profiles_pool ON profiles (profile_type, state);
+CREATE INDEX IF NOT EXISTS profiles_eid ON profiles (eid, state);
+CREATE TABLE IF NOT EXISTS function_calls (
+    requester TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (requester, call_id)
+);
+CREATE TABLE IF NOT EXISTS notifications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    operator TEXT NOT NULL,
+    body BLOB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    last_error TEXT
+);
+"""
+
+_COLUMNS = ("iccid", "profile_type", "state", "eid", "matching_id", "cc_hash", "cc_attempts",
+            "operator", "transaction_id", "delivered", "error", "version", "updated")
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM profiles"
+#: Columns :meth:`OrderStore.update` may set besides the state.
+_UPDATABLE = frozenset(_COLUMNS) - {"iccid", "profile_type", "state", "version", "updated"}
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """One profile of the order store as last read (its UPP is read separately)."""
+
+    iccid: str  # digits, no padding
+    profile_type: str
+    state: ProfileState
+    eid: str | None
+    matching_id: str | None
+    cc_hash: bytes | None  # SHA-256 of the Confirmation Code, None when none is required
+    cc_attempts: int  # wrong Confirmation Codes so far
+    operator: str | None  # functionRequesterIdentifier of the order
+    transaction_id: str | None  # the ES9+ session that took the profile
+    delivered: bool  # a Bound Profile Package of it went out
+    error: str | None
+    version: int
+    updated: float
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> "ProfileRecord":
+        values = dict(zip(_COLUMNS, row))
+        values["state"] = ProfileState(values["state"])
+        values["delivered"] = bool(values["delivered"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class QueuedNotification:
+    """One HandleDownloadProgressInfo waiting for delivery."""
+
+    id: int
+    operator: str
+    body: bytes
+    attempts: int
+
+
+class OrderStore:
+    """Profiles and orders in ``<data_dir>/orders.sqlite`` (see the module docstring).
+
+    Thread-safe within a process (one connection behind a lock), safe
+    across processes through sqlite's locking.
+    """
+
+    def __init__(self, data_dir: Path, sealer: Sealer | None = None,
+                 clock: Any = time.time) -> None:
+        data_dir = Path(data_dir)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = data_dir / FILE_NAME
+        self.clock = clock
+        old_umask = os.umask(0o077)
+        try:
+            self._sealer = sealer or Sealer.from_file(data_dir / KEY_FILE_NAME)
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                       check_same_thread=False)
+        finally:
+            os.umask(old_umask)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, params)
+
+    # -- the pool --------------------------------------------------------
+
+    def add_profile(self, iccid: str, profile_type: str, upp: bytes, source: str) -> bool:
+        """Put a UPP into the pool as ``Available``; False if the ICCID is already known.
+
+        A known ICCID keeps its state and order; while it is still
+        ``Available`` its UPP is replaced by ``upp`` (a file rewritten in the pool folder).
+        """
+        sealed = self._sealer.seal(upp, b"upp:" + iccid.encode())
+        cursor = self._execute(
+            "INSERT OR IGNORE INTO profiles (iccid, profile_type, state, upp, source, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (iccid, profile_type, ProfileState.AVAILABLE.value, sealed, source, self.clock()))
+        if cursor.rowcount == 1:
+            return True
+        self._execute("UPDATE profiles SET upp = ?, profile_type = ?, source = ? "
+                      "WHERE iccid = ? AND state = ? AND source IS NOT ?",
+                      (sealed, profile_type, source, iccid, ProfileState.AVAILABLE.value, source))
+        return False
+
+    def upp(self, iccid: str) -> bytes | None:
+        """The unsealed UPP of a profile; ValueError if the stored value was altered."""
+        row = self._execute("SELECT upp FROM profiles WHERE iccid = ?", (iccid,)).fetchone()
+        if row is None:
+            return None
+        return self._sealer.unseal(row[0], b"upp:" + iccid.encode())
+
+    def allocate(self, profile_type: str | None, iccid: str | None, to: ProfileState,
+                 **fields: Any) -> ProfileRecord | None:
+        """Take one ``Available`` profile (this ICCID, or any of ``profile_type``) into state ``to``.
+
+        One atomic UPDATE: of several callers at once each gets another
+        profile or None.
+        """
+        sets, values = self._sets(to, fields)
+        if iccid is not None:
+            where, params = "iccid = ?", (iccid,)
+        else:
+            where = ("iccid = (SELECT iccid FROM profiles WHERE profile_type = ? AND state = ? "
+                     "ORDER BY iccid LIMIT 1)")
+            params = (profile_type, ProfileState.AVAILABLE.value)
+        with self._lock:
+            row = self._db.execute(
+                f"UPDATE profiles SET {sets} WHERE {where} AND state = ? "
+                f"RETURNING {', '.join(_COLUMNS)}",
+                (*values, *params, ProfileState.AVAILABLE.value)).fetchone()
+        return ProfileRecord.from_row(row) if row is not None else None
+
+    # -- reading -----------------------------------------------------------
+
+    def get(self, iccid: str) -> ProfileRecord | None:
+        """The profile with this ICCID (digits), or None."""
+        row = self._execute(f"{_SELECT} WHERE iccid = ?", (iccid,)).fetchone()
+        return ProfileRecord.from_row(row) if row is not None else None
+
+    def by_matching_id(self, matching_id: str) -> ProfileRecord | None:
+        """The profile ordered under this matchingId, or None."""
+        row = self._execute(f"{_SELECT} WHERE matching_id = ?", (matching_id,)).fetchone()
+        return ProfileRecord.from_row(row) if row is not None else None
+
+    def released_for_eid(self, eid: str) -> ProfileRecord | None:
+        """The oldest ``Released`` order linked to this EID (SGP.22 3.1.3, empty matchingId)."""
+        row = self._execute(f"{_SELECT} WHERE eid = ? AND state = ? ORDER BY updated LIMIT 1",
+                            (eid, ProfileState.RELEASED.value)).fetchone()
+        return ProfileRecord.from_row(row) if row is not None else None
+
+    def profiles(self, state: ProfileState | None = None) -> Iterator[ProfileRecord]:
+        """Every profile (of one state), by ICCID."""
+        if state is None:
+            rows = self._execute(f"{_SELECT} ORDER BY iccid").fetchall()
+        else:
+            rows = self._execute(f"{_SELECT} WHERE state = ? ORDER BY iccid",
+                                 (state.value,)).fetchall()
+        return (ProfileRecord.from_row(row) for row in rows)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """profile type -> state -> number of profiles."""
+        result: dict[str, dict[str, int]] = {}
+        for ptype, state, count in self._execute(
+                "SELECT profile_type, state, COUNT(*) FROM profiles "
+                "GROUP BY profile_type, state").fetchall():
+            result.setdefault(ptype, {})[state] = count
+        return result
+
+    # -- compare-and-set -----------------------------------------------------
+
+    def _sets(self, state: ProfileState, fields: dict[str, Any]) -> tuple[str, list[Any]]:
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not an updatable profile field: {', '.join(sorted(unknown))}")
+        names = ["state", "version", "updated", *fields]
+        values = [state.value, None, self.clock(), *fields.values()]
+        sets = ", ".join("version = version + 1" if n == "version" else f"{n} = ?"
+                         for n in names)
+        del values[1]
+        return sets, values
+
+    def update(self, record: ProfileRecord, state: ProfileState, **fields: Any) -> bool:
+        """Write ``state`` and ``fields`` only if the profile is still as ``record`` read it.
+
+        False (nothing written) when another call changed it meanwhile, or
+        when a matchingId is already another profile's.
+        """
+        sets, values = self._sets(state, fields)
+        try:
+            cursor = self._execute(f"UPDATE profiles SET {sets} WHERE iccid = ? AND version = ?",
+                                   (*values, record.iccid, record.version))
+        except sqlite3.IntegrityError:  # UNIQUE matching_id
+            return False
+        return cursor.rowcount == 1
+
+    def matching_id_in_use(self, matching_id: str) -> bool:
+        """True if some profile already has this matchingId."""
+        return self._execute("SELECT 1 FROM profiles WHERE matching_id = ?",
+                             (matching_id,)).fetchone() is not None
+
+    # -- ES2+ functionCallIdentifier ----------------------------------------
+
+    def remember_call(self, requester: str, call_id: str) -> bool:
+        """Record an ES2+ functionCallIdentifier; False if this requester used it before."""
+        now = self.clock()
+        self._execute("DELETE FROM function_calls WHERE at < ?", (now - CALL_ID_LIFETIME,))
+        cursor = self._execute("INSERT OR IGNORE INTO function_calls (requester, call_id, at) "
+                               "VALUES (?, ?, ?)", (requester, call_id, now))
+        return cursor.rowcount == 1
+
+    # -- the HandleDownloadProgressInfo queue -----------------------------------
+
+    def enqueue(self, operator: str, body: bytes) -> int:
+        """Queue a notification for ``operator``, due now; its id."""
+        cursor = self._execute("INSERT INTO notifications (operator, body, next_at) "
+                               "VALUES (?, ?, ?)", (operator, body, self.clock()))
+        return int(cursor.lastrowid or 0)
+
+    def due(self, limit: int = 20) -> list[QueuedNotification]:
+        """Notifications whose time has come, oldest first."""
+        rows = self._execute("SELECT id, operator, body, attempts FROM notifications "
+                             "WHERE next_at <= ? ORDER BY id LIMIT ?",
+                             (self.clock(), limit)).fetchall()
+        return [QueuedNotification(*row) for row in rows]
+
+    def claim(self, item: QueuedNotification, lease: float) -> bool:
+        """Take ``item`` for one delivery attempt (no other process sends it for ``lease`` s)."""
+        cursor = self._execute("UPDATE notifications SET next_at = ?, attempts = attempts + 1 "
+                               "WHERE id = ? AND attempts = ?",
+                               (self.clock() + lease, item.id, item.attempts))
+        return cursor.rowcount == 1
+
+    def delivered(self, notification_id: int) -> None:
+        """Forget a notification the operator took."""
+        self._execute("DELETE FROM notifications WHERE id = ?", (notification_id,))
+
+    def retry_later(self, notification_id: int, delay: float, error: str) -> None:
+        """Try a notification again after ``delay`` seconds."""
+        self._execute("UPDATE notifications SET next_at = ?, last_error = ? WHERE id = ?",
+                      (self.clock() + delay, error[:200], notification_id))
+
+    def queued(self) -> int:
+        """How many notifications wait."""
+        return int(self._execute("SELECT COUNT(*) FROM notifications").fetchone()[0])
