@@ -36,6 +36,16 @@ def write_pool(pool_dir: Path, serials: range, profile_type: str = PROFILE_TYPE)
     return iccids
 
 
+def pool_store(folder: Path, serials: range):
+    """An OrderStore in ``folder`` whose pool holds the UPPs of ``serials``."""
+    from smdpp.orders.pool import load_pool
+    from smdpp.orders.store import OrderStore
+    store = OrderStore(folder)
+    write_pool(folder / "pool", serials)
+    load_pool(folder / "pool", store)
+    return store
+
+
 def order_eid(serial: int = 1) -> str:
     """A valid EID in the test EIN."""
     return make_eid(EIN, serial)

@@ -46,7 +46,8 @@ class HttpRequest:
 
     ``headers`` has lower-case names (the last value of a repeated header).
     ``body_too_large`` says the body went past the limit: ``body`` then holds
-    only what was kept before it.
+    only what was kept before it.  ``peer_certificate`` is the DER of the TLS
+    client certificate, when the server asks for one (ES2+ mutual TLS).
     """
 
     method: str
@@ -54,6 +55,7 @@ class HttpRequest:
     headers: Mapping[bytes, bytes]
     body: bytes
     body_too_large: bool = False
+    peer_certificate: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -165,16 +167,20 @@ class Es9pApi:
         return HttpResponse(200, _JSON_HEADERS, _success(result or {}))
 
     def _check_request(self, request: HttpRequest) -> tuple[int, SgpError] | None:
-        """Headers and size of SGP.22 6.1 / 6.5.1 before the body is parsed."""
-        content_type = request.headers.get(b"content-type", b"").decode("latin-1")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            return 415, status.malformed("Content-Type must be application/json")
-        admin = request.headers.get(b"x-admin-protocol", b"").decode("latin-1")
-        if not admin.startswith("gsma/rsp/v2"):
-            return 400, status.malformed("X-Admin-Protocol gsma/rsp/v2.x.y is required")
-        if request.body_too_large or len(request.body) > self.max_body:
-            return 413, status.malformed(f"request body larger than {self.max_body} bytes")
-        return None
+        return check_json_request(request, self.max_body)
+
+
+def check_json_request(request: HttpRequest, max_body: int) -> tuple[int, SgpError] | None:
+    """Headers and size of SGP.22 6.1 / 6.5.1 before the body is parsed (ES9+ and ES2+)."""
+    content_type = request.headers.get(b"content-type", b"").decode("latin-1")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        return 415, status.malformed("Content-Type must be application/json")
+    admin = request.headers.get(b"x-admin-protocol", b"").decode("latin-1")
+    if not admin.startswith("gsma/rsp/v2"):
+        return 400, status.malformed("X-Admin-Protocol gsma/rsp/v2.x.y is required")
+    if request.body_too_large or len(request.body) > max_body:
+        return 413, status.malformed(f"request body larger than {max_body} bytes")
+    return None
 
 
 def _arguments(fields: tuple[tuple[str, str, str], ...], body: dict[str, Any]) -> dict[str, Any]:

@@ -104,8 +104,10 @@ class HttpFactory(protocol.Factory):
     noisy = False  # no "Starting factory" lines
 
     def __init__(self, handler: Handler, max_body: int, max_head: int = MAX_HEAD,
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits = Limits(), peer_certificates: bool = False) -> None:
         self.handler = handler
+        # hand each request the TLS client certificate (ES2+ mutual TLS)
+        self.peer_certificates = peer_certificates
         self.max_body = max_body
         self.max_head = max_head
         self.limits = limits
@@ -317,7 +319,8 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
                 raw_path = b""
         path = raw_path.decode("latin-1")
         request = HttpRequest(self._method.decode("latin-1"), path, self._headers,
-                              b"".join(self._body), self._too_large)
+                              b"".join(self._body), self._too_large,
+                              self._peer_certificate() if self.factory.peer_certificates else None)
         self._body = []
         self._url = []  # an empty URL marks the next read as the start of a request
         try:
@@ -325,6 +328,15 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
         except Exception:  # the handler answers every request itself; this is a bug
             log.exception("HTTP handler failed for %s", path[:100])
             return HttpResponse(500, ((b"Content-Type", b"text/plain"),), b"internal error\n")
+
+    def _peer_certificate(self) -> bytes | None:
+        """DER of the TLS client certificate of this connection (None without one)."""
+        get = getattr(self.transport, "getPeerCertificate", None)
+        peer = get() if get is not None else None
+        if peer is None:
+            return None
+        from cryptography.hazmat.primitives.serialization import Encoding
+        return peer.to_cryptography().public_bytes(Encoding.DER)
 
     def _send(self, response: HttpResponse, close: bool) -> None:
         status = response.status

@@ -383,6 +383,20 @@ class DptlsServer:
         except Exception:  # logging must not break OpenSSL's callback
             log.exception("TLS: could not describe a failed handshake")
 
+    def require_client_certificates(self) -> None:
+        """Ask every client for a certificate and refuse the handshake without one (ES2+).
+
+        Any certificate the client proves its key for is accepted here: the
+        ES2+ layer binds its SHA-256 to a registered operator
+        (:mod:`smdpp.orders.operators`), so that an operator may bring a
+        certificate of its own CA, and an unknown one gets an SGP.22 answer
+        rather than a bare TLS alert.
+        """
+        for served in self._served:
+            served.context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+                                      lambda connection, cert, errno, depth, ok: True)
+            served.context.set_session_id(b"smdpp-es2plus")
+
     def wrap(self, factory: Any, handshake_timeout: float = 10.0) -> TLSMemoryBIOFactory:
         """A Twisted factory serving ``factory`` (the ES9+ Site) over this TLS; a handshake
         not done within ``handshake_timeout`` seconds of the connection is cut off."""

@@ -146,6 +146,14 @@ class OrderStore:
         with self._lock:
             return self._db.execute(sql, params)
 
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        with self._lock:  # the fetch too: the delivery thread shares the connection
+            return self._db.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
     # -- the pool --------------------------------------------------------
 
     def add_profile(self, iccid: str, profile_type: str, upp: bytes, source: str) -> bool:
@@ -168,7 +176,7 @@ class OrderStore:
 
     def upp(self, iccid: str) -> bytes | None:
         """The unsealed UPP of a profile; ValueError if the stored value was altered."""
-        row = self._execute("SELECT upp FROM profiles WHERE iccid = ?", (iccid,)).fetchone()
+        row = self._one("SELECT upp FROM profiles WHERE iccid = ?", (iccid,))
         if row is None:
             return None
         return self._sealer.unseal(row[0], b"upp:" + iccid.encode())
@@ -198,35 +206,35 @@ class OrderStore:
 
     def get(self, iccid: str) -> ProfileRecord | None:
         """The profile with this ICCID (digits), or None."""
-        row = self._execute(f"{_SELECT} WHERE iccid = ?", (iccid,)).fetchone()
+        row = self._one(f"{_SELECT} WHERE iccid = ?", (iccid,))
         return ProfileRecord.from_row(row) if row is not None else None
 
     def by_matching_id(self, matching_id: str) -> ProfileRecord | None:
         """The profile ordered under this matchingId, or None."""
-        row = self._execute(f"{_SELECT} WHERE matching_id = ?", (matching_id,)).fetchone()
+        row = self._one(f"{_SELECT} WHERE matching_id = ?", (matching_id,))
         return ProfileRecord.from_row(row) if row is not None else None
 
     def released_for_eid(self, eid: str) -> ProfileRecord | None:
         """The oldest ``Released`` order linked to this EID (SGP.22 3.1.3, empty matchingId)."""
-        row = self._execute(f"{_SELECT} WHERE eid = ? AND state = ? ORDER BY updated LIMIT 1",
-                            (eid, ProfileState.RELEASED.value)).fetchone()
+        row = self._one(f"{_SELECT} WHERE eid = ? AND state = ? ORDER BY updated LIMIT 1",
+                            (eid, ProfileState.RELEASED.value))
         return ProfileRecord.from_row(row) if row is not None else None
 
     def profiles(self, state: ProfileState | None = None) -> Iterator[ProfileRecord]:
         """Every profile (of one state), by ICCID."""
         if state is None:
-            rows = self._execute(f"{_SELECT} ORDER BY iccid").fetchall()
+            rows = self._all(f"{_SELECT} ORDER BY iccid")
         else:
-            rows = self._execute(f"{_SELECT} WHERE state = ? ORDER BY iccid",
-                                 (state.value,)).fetchall()
+            rows = self._all(f"{_SELECT} WHERE state = ? ORDER BY iccid",
+                                 (state.value,))
         return (ProfileRecord.from_row(row) for row in rows)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """profile type -> state -> number of profiles."""
         result: dict[str, dict[str, int]] = {}
-        for ptype, state, count in self._execute(
+        for ptype, state, count in self._all(
                 "SELECT profile_type, state, COUNT(*) FROM profiles "
-                "GROUP BY profile_type, state").fetchall():
+                "GROUP BY profile_type, state"):
             result.setdefault(ptype, {})[state] = count
         return result
 
@@ -259,8 +267,8 @@ class OrderStore:
 
     def matching_id_in_use(self, matching_id: str) -> bool:
         """True if some profile already has this matchingId."""
-        return self._execute("SELECT 1 FROM profiles WHERE matching_id = ?",
-                             (matching_id,)).fetchone() is not None
+        return self._one("SELECT 1 FROM profiles WHERE matching_id = ?",
+                             (matching_id,)) is not None
 
     # -- ES2+ functionCallIdentifier ----------------------------------------
 
@@ -282,9 +290,8 @@ class OrderStore:
 
     def due(self, limit: int = 20) -> list[QueuedNotification]:
         """Notifications whose time has come, oldest first."""
-        rows = self._execute("SELECT id, operator, body, attempts FROM notifications "
-                             "WHERE next_at <= ? ORDER BY id LIMIT ?",
-                             (self.clock(), limit)).fetchall()
+        rows = self._all("SELECT id, operator, body, attempts FROM notifications "
+                         "WHERE next_at <= ? ORDER BY id LIMIT ?", (self.clock(), limit))
         return [QueuedNotification(*row) for row in rows]
 
     def claim(self, item: QueuedNotification, lease: float) -> bool:
@@ -305,4 +312,4 @@ class OrderStore:
 
     def queued(self) -> int:
         """How many notifications wait."""
-        return int(self._execute("SELECT COUNT(*) FROM notifications").fetchone()[0])
+        return int(self._one("SELECT COUNT(*) FROM notifications")[0])

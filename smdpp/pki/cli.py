@@ -1,4 +1,4 @@
-"""``smdpp-pki``: a private RSP PKI for smdpp (SGP.26 layout) and CRLs for it.
+"""``smdpp-pki``: a private RSP PKI for smdpp (SGP.26 layout), CRLs and ES2+ operators.
 
     smdpp-pki create --certs smdpp-data/certs [--euicc smdpp-data/euicc] [--curve nist|brainpool]
                      [--hostname testsmdpplus1.example.com] [--smdp-oid 2.999.10]
@@ -6,6 +6,8 @@
     smdpp-pki issue-euicc --euicc smdpp-data/euicc --count 10 [--ein 89049032] [--first 1]
     smdpp-pki revoke --issuer-cert EUM_OR_CI.der --issuer-key KEY.pem --cert CERT.der ...
                      --crl-dir smdpp-data/crl [--reason keyCompromise] [--days 30]
+    smdpp-pki operator NAME --data-dir smdpp-data [--notify-url URL] [--notify-ca FILE]
+                     [--cert FILE]
 
 ``create`` writes a CI, DPauth, DPpb and DPtls (for the hostname and SM-DP+
 OID) into ``--certs``, and an EUM allowed the EIN range ``--ein`` with one
@@ -16,7 +18,10 @@ per EID with the same files (ci_cert.der, eum_cert.der, euicc_cert.der,
 euicc_key.pem); EIDs get valid check digits (SGP.29).  ``revoke`` adds
 certificates to the issuer's CRL in ``--crl-dir`` (the CI revokes EUM and
 SM-DP+ certificates, an EUM its eUICC certificates); the SM-DP+ reads it at
-start and on SIGHUP.
+start and on SIGHUP.  ``operator`` registers an ES2+ operator (SGP.22 5.3)
+under its functionRequesterIdentifier NAME: with a client certificate and key
+issued under smdpp's operator CA, or with ``--cert`` the certificate the
+operator brings (see :mod:`smdpp.pki.operator`).
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from cryptography import x509
 from smdpp.pki.chain import eid_range
 from smdpp.pki.crl import revoke
 from smdpp.pki.eid import make_eid
-from smdpp.pki.files import load_private_key
+from smdpp.pki.files import load_certificate as _load_certificate, load_private_key
 from smdpp.pki.issue import CURVES, DEFAULT_EID, create_test_pki, issue_euicc
 
 _REASONS = {r.value: r for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl}
@@ -72,17 +77,18 @@ def _parser() -> argparse.ArgumentParser:
                      help="sub-CA certificate between the issuer and the CI, copied next to the CRL")
     rev.add_argument("--reason", choices=sorted(_REASONS), default=None, help="CRL reason code")
     rev.add_argument("--days", type=int, default=30, help="days until the CRL's nextUpdate (default: 30)")
+
+    op = sub.add_parser("operator", help="register an ES2+ operator (client certificate)")
+    op.add_argument("name", help="the operator's functionRequesterIdentifier")
+    op.add_argument("--data-dir", type=Path, default=Path("smdpp-data"),
+                    help="the SM-DP+ data folder (default: ./smdpp-data)")
+    op.add_argument("--notify-url", default=None,
+                    help="where HandleDownloadProgressInfo goes (https://, or http:// on loopback)")
+    op.add_argument("--notify-ca", type=Path, default=None,
+                    help="CA file that verifies the notify URL's HTTPS server")
+    op.add_argument("--cert", type=Path, default=None,
+                    help="register this certificate (PEM or DER) instead of issuing one")
     return parser
-
-
-def _load_certificate(path: Path) -> x509.Certificate:
-    data = path.read_bytes()
-    try:
-        if b"-----BEGIN CERTIFICATE-----" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a certificate: {exc}") from None
 
 
 def _create(args: argparse.Namespace) -> None:
@@ -123,11 +129,26 @@ def _revoke(args: argparse.Namespace) -> None:
     print(f"{target}: revoked serial(s) {', '.join(f'{s:x}' for s in serials)}")
 
 
+def _operator(args: argparse.Namespace) -> None:
+    from smdpp.pki.operator import issue_operator
+    files = issue_operator(args.data_dir, args.name, notify_url=args.notify_url,
+                           notify_ca=args.notify_ca, certificate=args.cert)
+    print(f"operator {args.name} registered in {files.registration}")
+    print(f"client certificate: {files.certificate}")
+    if files.key is not None:
+        print(f"client key:         {files.key}")
+    if files.operator_ca is not None:
+        print(f"issued by:          {files.operator_ca}")
+    for ca in sorted((args.data_dir / "certs" / "CertificateIssuer").glob("CERT_CI_*.pem")):
+        print(f"server CA file:     {ca}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``smdpp-pki``; returns the process exit status."""
     args = _parser().parse_args(argv)
     try:
-        {"create": _create, "issue-euicc": _issue, "revoke": _revoke}[args.command](args)
+        {"create": _create, "issue-euicc": _issue, "revoke": _revoke,
+         "operator": _operator}[args.command](args)
     except (ValueError, OSError) as exc:
         print(f"smdpp-pki: {exc}", file=sys.stderr)
         return 1

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-__all__ = ["load_private_key", "make_dir", "write_cert", "write_file", "write_key"]
+__all__ = ["load_certificate", "load_private_key", "make_dir", "write_cert", "write_file", "write_key"]
 
 
 def make_dir(path: Path) -> None:
@@ -61,3 +61,14 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{path}: not an EC private key")
     return key
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    """A PEM or DER certificate file; ValueError naming the file otherwise."""
+    data = Path(path).read_bytes()
+    try:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a certificate: {exc}") from None

@@ -15,7 +15,7 @@ from smdpp.orders.es2p import Es2pCore
 from smdpp.orders.pool import load_pool
 from smdpp.orders.states import TRANSITIONS, Event, InvalidTransition, ProfileState, next_state
 from smdpp.orders.store import OrderStore
-from tests.orders_fixtures import PROFILE_TYPE, order_eid, pool_iccid, write_pool
+from tests.orders_fixtures import pool_store, PROFILE_TYPE, order_eid, pool_iccid, write_pool
 
 S = ProfileState
 
@@ -86,9 +86,7 @@ def test_hash_cc_known_answer() -> None:
 
 @pytest.fixture
 def store(tmp_path: Path) -> OrderStore:
-    s = OrderStore(tmp_path)
-    write_pool(tmp_path / "pool", range(1, 4))
-    load_pool(tmp_path / "pool", s)
+    s = pool_store(tmp_path, range(1, 4))
     yield s
     s.close()
 

@@ -1,0 +1,109 @@
+"""ES2+ over HTTP (SGP.22 6.5): the thin mapping between HTTP requests and :class:`Es2pCore`.
+
+``POST /gsma/rsp2/es2plus/{downloadOrder, confirmOrder, cancelOrder,
+releaseProfile}`` with the JSON bodies of SGP.22 6.5.2, on a listener of
+its own (``--es2-port``) under mutual TLS: the TLS client certificate names
+the operator (:class:`~smdpp.orders.operators.OperatorRegistry`), whose name
+must be the request's functionRequesterIdentifier.  A client certificate
+that no operator registered gets HTTP 403 with ``1.1``/``1.1``.  With plain
+HTTP (only on a loopback address, an explicit option for labs) there is no
+certificate, and the functionRequesterIdentifier must name a registered
+operator.
+
+Headers, sizes and failures are answered like ES9+ (:mod:`smdpp.http.es9p`):
+``X-Admin-Protocol: gsma/rsp/v2.x.y``, JSON, HTTP 200 with
+``functionExecutionStatus`` ``Failed`` and the SGP.22 codes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from smdpp.errors import SgpError
+from smdpp.http.es9p import (_JSON_HEADERS, HttpRequest, HttpResponse, _failed, _reply,
+                             _success, check_json_request)
+from smdpp.orders.es2p import Es2pCore
+from smdpp.orders.operators import OperatorRegistry
+from smdpp.rsp import status
+
+log = logging.getLogger(__name__)
+
+PATH_PREFIX = "/gsma/rsp2/es2plus/"
+MAX_BODY = 16 * 1024  # an ES2+ request is a few hundred bytes
+
+
+class Es2pApi:
+    """The ES2+ functions of one :class:`Es2pCore`, as HTTP request -> response."""
+
+    def __init__(self, core: Es2pCore, operators: OperatorRegistry, *,
+                 client_certificates: bool = True, max_body: int = MAX_BODY) -> None:
+        self.core = core
+        self.operators = operators
+        self.client_certificates = client_certificates  # False: plain HTTP on loopback
+        self.max_body = max_body
+
+    def _operator(self, request: HttpRequest, body: dict[str, Any]) -> str:
+        if self.client_certificates:
+            if request.peer_certificate is None:
+                raise status.requester_unknown("no TLS client certificate")
+            operator = self.operators.by_certificate(request.peer_certificate)
+            if operator is None:
+                raise status.requester_unknown("the TLS client certificate is not a "
+                                               "registered operator's")
+            return operator.name
+        header = body.get("header")
+        requester = header.get("functionRequesterIdentifier") if isinstance(header, dict) else None
+        if not isinstance(requester, str) or self.operators.by_name(requester) is None:
+            raise status.requester_unknown("functionRequesterIdentifier is not a registered "
+                                           "operator")
+        return requester
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        """Answer one request for ``/gsma/rsp2/es2plus/<function>`` (SGP.22 6.5)."""
+        if not request.path.startswith(PATH_PREFIX):
+            return _reply(404, _failed(status.malformed("not an ES2+ path")))
+        name = request.path[len(PATH_PREFIX):]
+        if name not in self.core.functions:
+            return _reply(404, _failed(status.malformed(f"unknown ES2+ function {name[:64]!r}")))
+        if request.method != "POST":
+            return _reply(405, _failed(status.malformed("ES2+ functions take POST")),
+                          ((b"Allow", b"POST"),))
+        problem = check_json_request(request, self.max_body)
+        if problem is not None:
+            return _reply(problem[0], _failed(problem[1]))
+        try:
+            body = json.loads(request.body)
+        except (ValueError, RecursionError):
+            return _reply(400, _failed(status.malformed("body is not valid JSON")))
+        if not isinstance(body, dict):
+            return _reply(400, _failed(status.malformed("body is not a JSON object")))
+        try:
+            operator = self._operator(request, body)
+        except SgpError as err:
+            log.info("ES2+ %s refused: %s", name, err.message)
+            return _reply(403, _failed(err))
+        try:
+            result = self.core.call(name, operator, body)
+        except SgpError as err:
+            log.info("ES2+ %s: %s failed %s/%s: %s", operator, name, err.subject_code,
+                     err.reason_code, err.message)
+            return _reply(200, _failed(err))
+        except Exception:  # a bug of ours (or the store's I/O): logged, a generic failure
+            log.exception("ES2+ %s: %s raised unexpectedly", operator, name)
+            return _reply(200, _failed(SgpError("1.2", "4.1", "internal error")))
+        return HttpResponse(200, _JSON_HEADERS, _success(result))
+
+
+def es2_factory(api: Es2pApi, dptls: Any | None) -> Any:
+    """The Twisted factory of the ES2+ listener: the HTTP/1.1 server, under mutual TLS if ``dptls``.
+
+    ``dptls`` is a :class:`smdpp.http.tls.DptlsServer` of its own (its
+    contexts are switched to require client certificates).
+    """
+    from smdpp.http.server import HttpFactory
+    site = HttpFactory(api.handle, api.max_body, peer_certificates=dptls is not None)
+    if dptls is None:
+        return site
+    dptls.require_client_certificates()
+    return dptls.wrap(site)

@@ -1,0 +1,135 @@
+"""Delivery of the queued HandleDownloadProgressInfo to operators (SGP.22 5.3.5), with back-off.
+
+:func:`deliver_due` takes the notifications whose time has come from the
+order store (each claimed first, so that several processes never send one
+twice at the same time), POSTs each to ``<notify URL>/gsma/rsp2/es2plus/
+handleDownloadProgressInfo`` over HTTPS with the DPtls as client
+certificate (SGP.22 2.6.6; ``http://`` for a loopback notify URL), and
+forgets it when the operator answers 204 (or 200 with Executed-Success).
+An operator that is down, refuses or times out gets it again later:
+after 1, 2, 4 ... seconds, at most :data:`MAX_DELAY` apart, for as long as
+the queue holds it; the queue is in the store, so a restart loses nothing.
+
+It blocks on the network: the server runs it in a thread of the reactor's
+pool (:func:`start_delivery`), so an ES9+ answer never waits for it.
+"""
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smdpp.orders.notify import FUNCTION
+from smdpp.orders.operators import Operator, OperatorRegistry
+from smdpp.orders.store import OrderStore, QueuedNotification
+
+log = logging.getLogger(__name__)
+
+MAX_DELAY = 300.0  # seconds between two attempts at the most
+LEASE = 60.0  # seconds one attempt may take before another process may try
+TIMEOUT = 10.0  # seconds for one HTTP exchange
+INTERVAL = 1.0  # seconds between two looks at the queue
+
+
+@dataclass(frozen=True)
+class ClientCredential:
+    """The certificate (PEM file) and key the SM-DP+ presents to operators: its DPtls."""
+
+    cert_file: Path
+    key_file: Path
+
+
+def backoff(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: 1, 2, 4 ... MAX_DELAY."""
+    return min(MAX_DELAY, 2.0 ** max(0, attempts - 1))
+
+
+def _context(operator: Operator, credential: ClientCredential | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(
+        cafile=str(operator.notify_ca) if operator.notify_ca else None)
+    if credential is not None:
+        context.load_cert_chain(str(credential.cert_file), str(credential.key_file))
+    return context
+
+
+def send(operator: Operator, body: bytes, credential: ClientCredential | None) -> None:
+    """POST one notification; raises OSError or ValueError with what went wrong."""
+    from smdpp.euicc.es9 import Es9Client, Es9TransportError
+    assert operator.notify_url is not None
+    https = operator.notify_url.startswith("https:")
+
+    class _Client(Es9Client):
+        def path(self, function: str) -> str:
+            return f"{self._prefix}/gsma/rsp2/es2plus/{function}"
+
+    client = _Client(operator.notify_url, timeout=TIMEOUT,
+                     ssl_context=_context(operator, credential) if https else None)
+    try:
+        reply = client.post(FUNCTION, body)
+    except Es9TransportError as exc:
+        raise OSError(str(exc)) from None
+    finally:
+        client.close()
+    if reply.http_status == 204 or (reply.http_status == 200
+                                    and reply.function_status == "Executed-Success"):
+        return
+    raise ValueError(f"operator answered {reply.describe()}")
+
+
+def deliver_due(store: OrderStore, operators: OperatorRegistry,
+                credential: ClientCredential | None) -> int:
+    """Send what is due now; returns how many the operators took."""
+    sent = 0
+    for item in store.due():
+        if not store.claim(item, LEASE):
+            continue  # another process has it
+        sent += _deliver(store, operators, credential, item)
+    return sent
+
+
+def _deliver(store: OrderStore, operators: OperatorRegistry,
+             credential: ClientCredential | None, item: QueuedNotification) -> int:
+    operator = operators.by_name(item.operator)
+    if operator is None or operator.notify_url is None:
+        log.warning("notification #%d: operator %s has no notify URL any more; dropped",
+                    item.id, item.operator)
+        store.delivered(item.id)
+        return 0
+    try:
+        send(operator, item.body, credential)
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        delay = backoff(item.attempts + 1)
+        store.retry_later(item.id, delay, str(exc))
+        log.info("notification #%d to %s failed (attempt %d), again in %.0f s: %s", item.id,
+                 operator.name, item.attempts + 1, delay, str(exc)[:200])
+        return 0
+    store.delivered(item.id)
+    log.info("notification #%d delivered to %s", item.id, operator.name)
+    return 1
+
+
+def start_delivery(reactor: Any, store: OrderStore, operators: OperatorRegistry,
+                   credential: ClientCredential | None, interval: float = INTERVAL) -> Any:
+    """Look at the queue every ``interval`` s in a pool thread, one round at a time."""
+    from twisted.internet import task, threads
+
+    running = [False]
+
+    def tick() -> None:
+        if running[0]:
+            return
+        running[0] = True
+
+        def done(result: Any) -> None:
+            running[0] = False
+            if hasattr(result, "getTraceback"):
+                log.error("notification delivery failed: %s", result.getTraceback()[-500:])
+
+        threads.deferToThread(deliver_due, store, operators, credential).addBoth(done)
+
+    loop = task.LoopingCall(tick)
+    loop.clock = reactor
+    loop.start(interval, now=True)
+    return loop
