@@ -36,11 +36,11 @@ def write_pool(pool_dir: Path, serials: range, profile_type: str = PROFILE_TYPE)
     return iccids
 
 
-def pool_store(folder: Path, serials: range):
-    """An OrderStore in ``folder`` whose pool holds the UPPs of ``serials``."""
+def pool_store(folder: Path, serials: range, url: str | None = None):
+    """An OrderStore in ``folder`` (or at ``url``) whose pool holds the UPPs of ``serials``."""
     from smdpp.orders.pool import load_pool
     from smdpp.orders.store import OrderStore
-    store = OrderStore(folder)
+    store = OrderStore(folder, url=url)
     write_pool(folder / "pool", serials)
     load_pool(folder / "pool", store)
     return store

@@ -2,7 +2,7 @@
 
 One sqlite file in the data folder (``orders.sqlite``), in WAL mode, shared
 by every process of one host (``--workers``, ``smdpp-order`` beside the
-server).  Every state change is one ``UPDATE ... WHERE iccid = ? AND
+server), or PostgreSQL for several hosts (:mod:`smdpp.orders.sql`).  Every state change is one ``UPDATE ... WHERE iccid = ? AND
 version = ?``: a compare-and-set on the record as the caller read it, so of
 two processes taking the same step on the same profile exactly one succeeds
 and the other sees False and reads again (SGP.22: one profile goes to one
@@ -18,59 +18,21 @@ SHA-256 only (:mod:`smdpp.orders.identifiers`).
 from __future__ import annotations
 
 import os
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from smdpp.orders.sql import Database, open_database
 from smdpp.orders.states import ProfileState
 from smdpp.store.sealer import KEY_FILE_NAME, Sealer
 
-FILE_NAME = "orders.sqlite"
-BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's transaction
 CALL_ID_LIFETIME = 7 * 86400.0  # seconds a functionCallIdentifier is remembered
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS profiles (
-    iccid TEXT PRIMARY KEY,
-    profile_type TEXT NOT NULL,
-    state TEXT NOT NULL,
-    eid TEXT,
-    matching_id TEXT UNIQUE,
-    cc_hash BLOB,
-    cc_attempts INTEGER NOT NULL DEFAULT 0,
-    operator TEXT,
-    transaction_id TEXT,
-    delivered INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    source TEXT,
-    upp BLOB NOT NULL,
-    version INTEGER NOT NULL DEFAULT 0,
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS profiles_pool ON profiles (profile_type, state);
-CREATE INDEX IF NOT EXISTS profiles_eid ON profiles (eid, state);
-CREATE TABLE IF NOT EXISTS function_calls (
-    requester TEXT NOT NULL,
-    call_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (requester, call_id)
-);
-CREATE TABLE IF NOT EXISTS notifications (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    operator TEXT NOT NULL,
-    body BLOB NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at REAL NOT NULL,
-    last_error TEXT
-);
-"""
+_ALLOCATE_ATTEMPTS = 20
 
 _COLUMNS = ("iccid", "profile_type", "state", "eid", "matching_id", "cc_hash", "cc_attempts",
             "operator", "transaction_id", "delivered", "error", "version", "updated")
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM profiles"
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM order_profiles"
 #: Columns :meth:`OrderStore.update` may set besides the state.
 _UPDATABLE = frozenset(_COLUMNS) - {"iccid", "profile_type", "state", "version", "updated"}
 
@@ -98,6 +60,8 @@ class ProfileRecord:
         values = dict(zip(_COLUMNS, row))
         values["state"] = ProfileState(values["state"])
         values["delivered"] = bool(values["delivered"])
+        if values["cc_hash"] is not None:
+            values["cc_hash"] = bytes(values["cc_hash"])
         return cls(**values)
 
 
@@ -112,47 +76,37 @@ class QueuedNotification:
 
 
 class OrderStore:
-    """Profiles and orders in ``<data_dir>/orders.sqlite`` (see the module docstring).
+    """Profiles and orders in the order database (see the module docstring).
 
-    Thread-safe within a process (one connection behind a lock), safe
-    across processes through sqlite's locking.
+    ``url``: a ``postgresql://`` URL for PostgreSQL, else sqlite in ``data_dir``.
     """
 
     def __init__(self, data_dir: Path, sealer: Sealer | None = None,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, url: str | None = None) -> None:
         data_dir = Path(data_dir)
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = data_dir / FILE_NAME
         self.clock = clock
         old_umask = os.umask(0o077)
         try:
             self._sealer = sealer or Sealer.from_file(data_dir / KEY_FILE_NAME)
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
-                                       check_same_thread=False)
         finally:
             os.umask(old_umask)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+        self._db: Database = open_database(data_dir, url)
 
     def close(self) -> None:
         """Close the connection."""
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
-    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._db.execute(sql, params)
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Run a statement; its rowcount."""
+        return self._db.run(sql, params)[1]
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-        with self._lock:  # the fetch too: the delivery thread shares the connection
-            return self._db.execute(sql, params).fetchone()
+        rows = self._db.run(sql, params)[0]
+        return rows[0] if rows else None
 
     def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        return self._db.run(sql, params)[0]
 
     # -- the pool --------------------------------------------------------
 
@@ -163,44 +117,50 @@ class OrderStore:
         ``Available`` its UPP is replaced by ``upp`` (a file rewritten in the pool folder).
         """
         sealed = self._sealer.seal(upp, b"upp:" + iccid.encode())
-        cursor = self._execute(
-            "INSERT OR IGNORE INTO profiles (iccid, profile_type, state, upp, source, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (iccid, profile_type, ProfileState.AVAILABLE.value, sealed, source, self.clock()))
-        if cursor.rowcount == 1:
+        if self._execute(
+                "INSERT INTO order_profiles (iccid, profile_type, state, upp, source, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (iccid, profile_type, ProfileState.AVAILABLE.value, sealed, source,
+                 self.clock())) == 1:
             return True
-        self._execute("UPDATE profiles SET upp = ?, profile_type = ?, source = ? "
-                      "WHERE iccid = ? AND state = ? AND source IS NOT ?",
+        self._execute("UPDATE order_profiles SET upp = ?, profile_type = ?, source = ? "
+                      "WHERE iccid = ? AND state = ? AND source <> ?",
                       (sealed, profile_type, source, iccid, ProfileState.AVAILABLE.value, source))
         return False
 
     def upp(self, iccid: str) -> bytes | None:
         """The unsealed UPP of a profile; ValueError if the stored value was altered."""
-        row = self._one("SELECT upp FROM profiles WHERE iccid = ?", (iccid,))
+        row = self._one("SELECT upp FROM order_profiles WHERE iccid = ?", (iccid,))
         if row is None:
             return None
-        return self._sealer.unseal(row[0], b"upp:" + iccid.encode())
+        return self._sealer.unseal(bytes(row[0]), b"upp:" + iccid.encode())
 
     def allocate(self, profile_type: str | None, iccid: str | None, to: ProfileState,
                  **fields: Any) -> ProfileRecord | None:
         """Take one ``Available`` profile (this ICCID, or any of ``profile_type``) into state ``to``.
 
         One atomic UPDATE: of several callers at once each gets another
-        profile or None.
+        profile or None.  (PostgreSQL: a caller whose chosen row was taken
+        meanwhile updates nothing and tries the next one.)
         """
-        sets, values = self._sets(to, fields)
         if iccid is not None:
             where, params = "iccid = ?", (iccid,)
         else:
-            where = ("iccid = (SELECT iccid FROM profiles WHERE profile_type = ? AND state = ? "
-                     "ORDER BY iccid LIMIT 1)")
+            where = ("iccid = (SELECT iccid FROM order_profiles WHERE profile_type = ? "
+                     "AND state = ? ORDER BY iccid LIMIT 1)")
             params = (profile_type, ProfileState.AVAILABLE.value)
-        with self._lock:
-            row = self._db.execute(
-                f"UPDATE profiles SET {sets} WHERE {where} AND state = ? "
-                f"RETURNING {', '.join(_COLUMNS)}",
-                (*values, *params, ProfileState.AVAILABLE.value)).fetchone()
-        return ProfileRecord.from_row(row) if row is not None else None
+        for _ in range(_ALLOCATE_ATTEMPTS):
+            sets, values = self._sets(to, fields)
+            row = self._one(f"UPDATE order_profiles SET {sets} WHERE {where} AND state = ? "
+                            f"RETURNING {', '.join(_COLUMNS)}",
+                            (*values, *params, ProfileState.AVAILABLE.value))
+            if row is not None:
+                return ProfileRecord.from_row(row)
+            if iccid is not None or self._one(
+                    "SELECT 1 FROM order_profiles WHERE profile_type = ? AND state = ?",
+                    params) is None:
+                return None
+        return None
 
     # -- reading -----------------------------------------------------------
 
@@ -217,7 +177,7 @@ class OrderStore:
     def released_for_eid(self, eid: str) -> ProfileRecord | None:
         """The oldest ``Released`` order linked to this EID (SGP.22 3.1.3, empty matchingId)."""
         row = self._one(f"{_SELECT} WHERE eid = ? AND state = ? ORDER BY updated LIMIT 1",
-                            (eid, ProfileState.RELEASED.value))
+                        (eid, ProfileState.RELEASED.value))
         return ProfileRecord.from_row(row) if row is not None else None
 
     def profiles(self, state: ProfileState | None = None) -> Iterator[ProfileRecord]:
@@ -225,17 +185,15 @@ class OrderStore:
         if state is None:
             rows = self._all(f"{_SELECT} ORDER BY iccid")
         else:
-            rows = self._all(f"{_SELECT} WHERE state = ? ORDER BY iccid",
-                                 (state.value,))
+            rows = self._all(f"{_SELECT} WHERE state = ? ORDER BY iccid", (state.value,))
         return (ProfileRecord.from_row(row) for row in rows)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """profile type -> state -> number of profiles."""
         result: dict[str, dict[str, int]] = {}
-        for ptype, state, count in self._all(
-                "SELECT profile_type, state, COUNT(*) FROM profiles "
-                "GROUP BY profile_type, state"):
-            result.setdefault(ptype, {})[state] = count
+        for ptype, state, count in self._all("SELECT profile_type, state, COUNT(*) FROM "
+                                             "order_profiles GROUP BY profile_type, state"):
+            result.setdefault(ptype, {})[state] = int(count)
         return result
 
     # -- compare-and-set -----------------------------------------------------
@@ -244,12 +202,9 @@ class OrderStore:
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"not an updatable profile field: {', '.join(sorted(unknown))}")
-        names = ["state", "version", "updated", *fields]
-        values = [state.value, None, self.clock(), *fields.values()]
-        sets = ", ".join("version = version + 1" if n == "version" else f"{n} = ?"
-                         for n in names)
-        del values[1]
-        return sets, values
+        sets = ", ".join(["state = ?", "version = version + 1", "updated = ?",
+                          *(f"{name} = ?" for name in fields)])
+        return sets, [state.value, self.clock(), *fields.values()]
 
     def update(self, record: ProfileRecord, state: ProfileState, **fields: Any) -> bool:
         """Write ``state`` and ``fields`` only if the profile is still as ``record`` read it.
@@ -259,57 +214,58 @@ class OrderStore:
         """
         sets, values = self._sets(state, fields)
         try:
-            cursor = self._execute(f"UPDATE profiles SET {sets} WHERE iccid = ? AND version = ?",
-                                   (*values, record.iccid, record.version))
-        except sqlite3.IntegrityError:  # UNIQUE matching_id
+            return self._execute(f"UPDATE order_profiles SET {sets} "
+                                 "WHERE iccid = ? AND version = ?",
+                                 (*values, record.iccid, record.version)) == 1
+        except self._db.integrity_error:  # UNIQUE matching_id
             return False
-        return cursor.rowcount == 1
 
     def matching_id_in_use(self, matching_id: str) -> bool:
         """True if some profile already has this matchingId."""
-        return self._one("SELECT 1 FROM profiles WHERE matching_id = ?",
-                             (matching_id,)) is not None
+        return self._one("SELECT 1 FROM order_profiles WHERE matching_id = ?",
+                         (matching_id,)) is not None
 
     # -- ES2+ functionCallIdentifier ----------------------------------------
 
     def remember_call(self, requester: str, call_id: str) -> bool:
         """Record an ES2+ functionCallIdentifier; False if this requester used it before."""
         now = self.clock()
-        self._execute("DELETE FROM function_calls WHERE at < ?", (now - CALL_ID_LIFETIME,))
-        cursor = self._execute("INSERT OR IGNORE INTO function_calls (requester, call_id, at) "
-                               "VALUES (?, ?, ?)", (requester, call_id, now))
-        return cursor.rowcount == 1
+        self._execute("DELETE FROM order_calls WHERE at < ?", (now - CALL_ID_LIFETIME,))
+        return self._execute("INSERT INTO order_calls (requester, call_id, at) "
+                             "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                             (requester, call_id, now)) == 1
 
     # -- the HandleDownloadProgressInfo queue -----------------------------------
 
     def enqueue(self, operator: str, body: bytes) -> int:
         """Queue a notification for ``operator``, due now; its id."""
-        cursor = self._execute("INSERT INTO notifications (operator, body, next_at) "
-                               "VALUES (?, ?, ?)", (operator, body, self.clock()))
-        return int(cursor.lastrowid or 0)
+        row = self._one("INSERT INTO order_notifications (operator, body, next_at) "
+                        "VALUES (?, ?, ?) RETURNING id", (operator, body, self.clock()))
+        assert row is not None
+        return int(row[0])
 
     def due(self, limit: int = 20) -> list[QueuedNotification]:
         """Notifications whose time has come, oldest first."""
-        rows = self._all("SELECT id, operator, body, attempts FROM notifications "
+        rows = self._all("SELECT id, operator, body, attempts FROM order_notifications "
                          "WHERE next_at <= ? ORDER BY id LIMIT ?", (self.clock(), limit))
-        return [QueuedNotification(*row) for row in rows]
+        return [QueuedNotification(int(i), op, bytes(body), int(n)) for i, op, body, n in rows]
 
     def claim(self, item: QueuedNotification, lease: float) -> bool:
         """Take ``item`` for one delivery attempt (no other process sends it for ``lease`` s)."""
-        cursor = self._execute("UPDATE notifications SET next_at = ?, attempts = attempts + 1 "
-                               "WHERE id = ? AND attempts = ?",
-                               (self.clock() + lease, item.id, item.attempts))
-        return cursor.rowcount == 1
+        return self._execute("UPDATE order_notifications SET next_at = ?, "
+                             "attempts = attempts + 1 WHERE id = ? AND attempts = ?",
+                             (self.clock() + lease, item.id, item.attempts)) == 1
 
     def delivered(self, notification_id: int) -> None:
         """Forget a notification the operator took."""
-        self._execute("DELETE FROM notifications WHERE id = ?", (notification_id,))
+        self._execute("DELETE FROM order_notifications WHERE id = ?", (notification_id,))
 
     def retry_later(self, notification_id: int, delay: float, error: str) -> None:
         """Try a notification again after ``delay`` seconds."""
-        self._execute("UPDATE notifications SET next_at = ?, last_error = ? WHERE id = ?",
+        self._execute("UPDATE order_notifications SET next_at = ?, last_error = ? WHERE id = ?",
                       (self.clock() + delay, error[:200], notification_id))
 
     def queued(self) -> int:
         """How many notifications wait."""
-        return int(self._one("SELECT COUNT(*) FROM notifications")[0])
+        row = self._one("SELECT COUNT(*) FROM order_notifications")
+        return int(row[0]) if row else 0

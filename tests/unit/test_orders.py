@@ -113,8 +113,8 @@ def test_update_is_compare_and_set(store: OrderStore) -> None:
     assert again is not None and again.state is S.ALLOCATED and again.operator == "op"
 
 
-def _race(folder: str, barrier, results) -> None:  # in a child process
-    store = OrderStore(Path(folder))
+def _race(folder: str, url: str | None, barrier, results) -> None:  # in a child process
+    store = OrderStore(Path(folder), url=url)
     barrier.wait()
     won = 0
     for serial in range(1, 4):
@@ -127,12 +127,16 @@ def _race(folder: str, barrier, results) -> None:  # in a child process
 
 
 def test_two_processes_never_take_one_profile(tmp_path: Path) -> None:
-    store = OrderStore(tmp_path)
-    write_pool(tmp_path / "pool", range(1, 7))
-    load_pool(tmp_path / "pool", store)
+    race_two_processes(tmp_path, None)
+
+
+def race_two_processes(tmp_path: Path, url: str | None) -> None:
+    """Two processes race for profiles 1-3 (update) and for any pool profile (allocate)."""
+    store = pool_store(tmp_path, range(1, 7), url)
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_race, args=(str(tmp_path), barrier, results)) for _ in range(2)]
+    procs = [ctx.Process(target=_race, args=(str(tmp_path), url, barrier, results))
+             for _ in range(2)]
     for p in procs:
         p.start()
     got = [results.get(timeout=60) for _ in procs]

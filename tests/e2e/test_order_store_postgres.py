@@ -1,0 +1,46 @@
+"""The order store on a real PostgreSQL (the cluster of tests/e2e/test_scale.py): two processes
+racing for the same profiles, and a whole ES2+ order and ES9+ download bookkeeping on it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from smdpp.orders.downloads import OrderDownloads
+from smdpp.orders.es2p import Es2pCore
+from smdpp.orders.notify import Notifier
+from smdpp.orders.operators import OperatorRegistry
+from smdpp.orders.states import ProfileState
+from tests.orders_fixtures import PROFILE_TYPE, order_eid, pool_store
+from tests.unit.test_orders import Caller, race_two_processes
+
+from .test_scale import postgresql_url  # noqa: F401 - the fixture
+
+TID = "00112233445566778899AABBCCDDEEFF"
+
+
+def _clean(url: str) -> None:
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS order_profiles, order_calls, order_notifications")
+
+
+def test_postgres_two_processes_never_take_one_profile(tmp_path: Path,
+                                                        postgresql_url: str) -> None:  # noqa: F811
+    _clean(postgresql_url)
+    race_two_processes(tmp_path, postgresql_url)
+
+
+def test_postgres_order_lifecycle(tmp_path: Path, postgresql_url: str) -> None:  # noqa: F811
+    _clean(postgresql_url)
+    store = pool_store(tmp_path, range(1, 3), postgresql_url)
+    es2 = Caller(Es2pCore(store, "smdp.example"))
+    downloads = OrderDownloads(store, Notifier(store, OperatorRegistry(tmp_path / "ops"), "x"))
+    iccid = es2("downloadOrder", profileType=PROFILE_TYPE)["iccid"]
+    mid = es2("confirmOrder", iccid=iccid, releaseFlag=True, confirmationCode="1")["matchingId"]
+    found = downloads.find(mid, order_eid(1))
+    assert found is not None and found.cc_required and found.upp[:1] == b"\xa0"
+    downloads.bpp_delivered(iccid, order_eid(1), TID)
+    downloads.installation_result(iccid, order_eid(1), TID, True, b"\xbf\x37\x00", None)
+    record = store.get(iccid)
+    assert record is not None and record.state is ProfileState.INSTALLED and record.delivered
+    assert store.enqueue("op", b"{}") > 0 and store.queued() == 1
+    store.close()

@@ -1,0 +1,224 @@
+"""ES2+ orders end to end: ./osmo-smdpp.py with --es2-port, our ES2+ client with a client
+certificate (smdpp-pki operator), downloads with the software eUICC, and an HTTPS operator
+endpoint receiving every HandleDownloadProgressInfo; then the refusals."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from smdpp.euicc.card import SoftEuicc
+from smdpp.euicc.client import DownloadError, download
+from smdpp.euicc.es9 import Es9Client
+from smdpp.orders.client import Es2pClient, Es2pFailed
+from tests.orders_fixtures import PROFILE_TYPE, order_eid, pool_iccid, write_pool
+
+from .conftest import REPO, RunningServer, start_server
+from .flow import ADDRESS
+from .operator_endpoint import OperatorEndpoint
+
+ES2_READY = re.compile(r"serving ES2\+ on (https?://[0-9.]+:\d+)/")
+PKI = [sys.executable, "-c", "import sys; from smdpp.pki.cli import main; sys.exit(main())"]
+ORDER = [sys.executable, "-c", "import sys; from smdpp.orders.cli import main; sys.exit(main())"]
+
+
+def es2_url(server: RunningServer) -> str:
+    match = ES2_READY.search(server.log())
+    assert match, server.log()
+    return match.group(1)
+
+
+def register(data_dir: Path, name: str, *extra: str) -> None:
+    run = subprocess.run(PKI + ["operator", name, "--data-dir", str(data_dir), *extra],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
+def es2_client(server: RunningServer, name: str = "op1", **override) -> Es2pClient:
+    own = server.data_dir / "operators" / name
+    options = {"cert": own / "cert.pem", "key": own / "key.pem",
+               "ca_file": server.data_dir / "certs" / "CertificateIssuer" / "CERT_CI_ECDSA_NIST.pem",
+               "server_name": ADDRESS, **override}
+    return Es2pClient(es2_url(server), name, **options)
+
+
+def start(data_dir: Path) -> RunningServer:
+    return start_server(data_dir, "--es2-port", "0")
+
+
+@pytest.fixture
+def orders(tmp_path: Path):
+    """A server with a pool of 8 profiles, operator op1 notified at an HTTPS endpoint."""
+    data_dir = tmp_path / "smdpp-data"
+    write_pool(data_dir / "pool", range(1, 9))
+    server = start(data_dir)
+    endpoint = OperatorEndpoint(tmp_path / "endpoint").start()
+    register(data_dir, "op1", "--notify-url", endpoint.url, "--notify-ca", str(endpoint.ca_file))
+    servers = [server]
+    yield servers, endpoint
+    endpoint.stop()
+    for s in servers:
+        s.stop()
+
+
+def card(server: RunningServer) -> SoftEuicc:
+    return SoftEuicc.from_identity_dir(server.data_dir / "euicc")
+
+
+def dl(server: RunningServer, euicc: SoftEuicc, matching_id: str, cc: str | None = None):
+    with Es9Client(server.url) as client:
+        return download(client, euicc, smdp_address=ADDRESS, matching_id=matching_id,
+                        confirmation_code=cc)
+
+
+def test_order_download_notifications(orders) -> None:
+    (server,), endpoint = orders
+    euicc = card(server)
+    with es2_client(server) as es2:
+        iccid = es2.download_order(profile_type=PROFILE_TYPE)
+        answer = es2.confirm_order(iccid + "F", release=True, confirmation_code="4711")
+    assert answer["smdpAddress"] == ADDRESS
+    result = dl(server, euicc, answer["matchingId"], cc="4711")
+    assert result.iccid == iccid and result.notification_sent
+    received = endpoint.wait_for(3)
+    assert [body["notificationPointId"] for _, body, _ in received] == [1, 3, 4]
+    for path, body, cert in received:
+        assert path == "/gsma/rsp2/es2plus/handleDownloadProgressInfo"
+        assert body["notificationPointStatus"]["status"] == "Executed-Success"
+        assert body["iccid"] == iccid + "F" and body["eid"] == euicc.eid
+        assert body["profileType"] == PROFILE_TYPE
+        # the SM-DP+ authenticated with its DPtls
+        dptls = (server.data_dir / "certs" / "DPtls" / "CERT_S_SM_DP_TLS_NIST.der").read_bytes()
+        assert cert == dptls
+    pir = base64.b64decode(received[-1][1]["resultData"])
+    assert pir[:2] == b"\xbf\x37"  # the eUICC's signed ProfileInstallationResult, as received
+    # the consumed profile is not downloaded again
+    with pytest.raises(DownloadError) as exc:
+        dl(server, card(server), answer["matchingId"], cc="4711")
+    assert (exc.value.subject_code, exc.value.reason_code) == ("8.2", "3.7")
+    listing = subprocess.run(ORDER + ["--data-dir", str(server.data_dir), "list"],
+                             capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert re.search(rf"{iccid}\s+Installed", listing.stdout), listing.stdout
+
+
+def test_download_refusals(orders) -> None:
+    (server,), endpoint = orders
+    euicc = card(server)
+    with es2_client(server) as es2:
+        # an order for another eUICC
+        other = es2.download_order(iccid=pool_iccid(2), eid=order_eid(77))
+        mid = es2.confirm_order(other, release=True)["matchingId"]
+        with pytest.raises(DownloadError) as exc:
+            dl(server, euicc, mid)
+        assert (exc.value.subject_code, exc.value.reason_code) == ("8.1.1", "3.8")
+        # confirmed, not released
+        held = es2.download_order(iccid=pool_iccid(3))
+        mid = es2.confirm_order(held, release=False)["matchingId"]
+        with pytest.raises(DownloadError) as exc:
+            dl(server, euicc, mid)
+        assert (exc.value.subject_code, exc.value.reason_code) == ("8.2", "1.2")
+        # a cancelled order's matchingId is gone
+        es2.release_profile(held)
+        es2.cancel_order(held, "Available")
+        with pytest.raises(DownloadError) as exc:
+            dl(server, euicc, mid)
+        assert (exc.value.subject_code, exc.value.reason_code) == ("8.2.6", "3.8")
+        # wrong Confirmation Codes until the order is in Error
+        guarded = es2.download_order(iccid=pool_iccid(4))
+        mid = es2.confirm_order(guarded, release=True, confirmation_code="right")["matchingId"]
+    for attempt, reason in ((1, "3.8"), (2, "3.8"), (3, "6.4")):
+        with pytest.raises(DownloadError) as exc:
+            dl(server, euicc, mid, cc="wrong")
+        assert (exc.value.subject_code, exc.value.reason_code) == ("8.2.7", reason), attempt
+    with pytest.raises(DownloadError) as exc:
+        dl(server, euicc, mid, cc="right")  # too late: the order is in Error
+    assert (exc.value.subject_code, exc.value.reason_code) == ("8.2", "3.7")
+    received = endpoint.wait_for(6)
+    failures = [(b["notificationPointId"], b["notificationPointStatus"]["statusCodeData"]["reasonCode"])
+                for _, b, _ in received if b["notificationPointStatus"]["status"] == "Failed"]
+    assert (1, "3.8") in failures and (2, "6.4") in failures
+
+
+def test_es2p_refusals_over_mutual_tls(orders, tmp_path: Path) -> None:
+    (server,), endpoint = orders
+    # an operator certificate nobody registered: issue one elsewhere, present it here
+    register(tmp_path / "elsewhere", "stranger")
+    stranger = tmp_path / "elsewhere" / "operators" / "stranger"
+    with es2_client(server, "op1", cert=stranger / "cert.pem", key=stranger / "key.pem") as es2:
+        with pytest.raises(Es2pFailed) as exc:
+            es2.download_order(profile_type=PROFILE_TYPE)
+    assert exc.value.reply.http_status == 403
+    assert (exc.value.subject_code, exc.value.reason_code) == ("1.1", "1.1")
+    # no client certificate at all: the TLS handshake is refused
+    with pytest.raises(Exception):
+        with es2_client(server, cert=None, key=None) as es2:
+            es2.download_order(profile_type=PROFILE_TYPE)
+    # a registered operator sending another one's functionRequesterIdentifier
+    register(server.data_dir, "op2")  # takes effect without a restart
+    with es2_client(server, "op2") as es2:
+        es2.requester = "op1"
+        with pytest.raises(Es2pFailed) as exc:
+            es2.download_order(profile_type=PROFILE_TYPE)
+        assert (exc.value.subject_code, exc.value.reason_code) == ("1.1", "1.2")
+        es2.requester = "op2"
+        body = {"header": es2.header("same-call-id"), "profileType": PROFILE_TYPE}
+        assert es2.raw("downloadOrder", body).function_status == "Executed-Success"
+        replay = es2.raw("downloadOrder", body)
+        assert replay.status_code_data["subjectCode"] == "1.1"
+        assert replay.status_code_data["reasonCode"] == "3.3"
+
+
+def test_operator_down_and_smdpp_restart(orders) -> None:
+    servers, endpoint = orders
+    server = servers[0]
+    endpoint.stop()  # the operator is down
+    with es2_client(server) as es2:
+        iccid = es2.download_order(iccid=pool_iccid(5))
+        mid = es2.confirm_order(iccid, release=True)["matchingId"]
+    # the download does not wait for the operator
+    assert dl(server, card(server), mid).iccid == iccid
+    server.process.send_signal(signal.SIGKILL)  # and smdpp dies with the queue full
+    server.process.wait()
+    restarted = start(server.data_dir)
+    servers.append(restarted)
+    endpoint.start()  # same port: the operator is back
+    received = endpoint.wait_for(3, timeout=60)
+    assert sorted(b["notificationPointId"] for _, b, _ in received) == [1, 3, 4]
+
+
+def test_smdpp_order_command_prints_activation_code_and_qr(orders, tmp_path: Path) -> None:
+    (server,), endpoint = orders
+    png = tmp_path / "code.png"
+    run = subprocess.run(ORDER + ["--url", es2_url(server), "--data-dir", str(server.data_dir),
+                                  "--operator", "op1", "create", "--profile-type", PROFILE_TYPE,
+                                  "--confirmation-code", "1234", "--release", "--qr", str(png)],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert run.returncode == 0, run.stderr
+    code = re.search(r"LPA:1\$([^$\s]+)\$([A-Z2-7-]+)\$\$1", run.stdout)
+    assert code and code.group(1) == ADDRESS, run.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "█" in run.stdout or "▀" in run.stdout or "▄" in run.stdout  # the QR on the terminal
+    # the activation code downloads with smdpp-lpa and the Confirmation Code
+    lpa = subprocess.run([sys.executable, "-c",
+                          "import sys; from smdpp.euicc.cli import main; sys.exit(main())",
+                          "download", "--smdp", server.url, "--activation-code", code.group(0),
+                          "--identity", str(server.data_dir / "euicc"),
+                          "--confirmation-code", "1234"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert lpa.returncode == 0, lpa.stdout + lpa.stderr
+
+
+def test_lab_profiles_are_unchanged_beside_orders(orders) -> None:
+    (server,), endpoint = orders
+    for _ in range(2):  # any number of times
+        assert dl(server, card(server), "SMDPP-TEST-1").notification_sent
