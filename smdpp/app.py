@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from smdpp.rsp.engine import EngineConfig, RspEngine
 
 if TYPE_CHECKING:  # loaded at run time only by the functions that need them
+    from smdpp.orders.service import OrdersService
     from smdpp.pki.store import CertificateStore
     from smdpp.profiles.inventory import ProfileInventory
 
@@ -67,35 +68,51 @@ def load_material(args: argparse.Namespace) -> tuple[CertificateStore, ProfileIn
 
 
 def build_engine(args: argparse.Namespace,
-                 material: tuple[CertificateStore, ProfileInventory] | None = None
-                 ) -> RspEngine:
-    """The engine over ``material`` (default: :func:`load_material`) and a new store connection."""
+                 material: tuple[CertificateStore, ProfileInventory] | None = None,
+                 orders: OrdersService | None = None) -> RspEngine:
+    """The engine over ``material`` (default: :func:`load_material`) and a new store connection,
+    asking ``orders`` (``--es2-port``) before the lab's upp/ files."""
     from smdpp.store import open_store
 
     certs, profiles = material if material is not None else load_material(args)
     store = open_store(args.store, args.data_dir)
     config = EngineConfig(hostname=args.hostname, session_lifetime=args.session_lifetime)
-    return RspEngine(certs, profiles, store, config)
+    return RspEngine(certs, profiles, store, config,
+                     orders=orders.downloads if orders is not None else None)
+
+
+def open_orders(args: argparse.Namespace) -> OrdersService | None:
+    """The orders of the data folder with ``--es2-port`` (store, pool/), else None."""
+    if getattr(args, "es2_port", None) is None:
+        return None
+    from smdpp.orders.service import OrdersService
+    shared = args.store if args.store.split(":", 1)[0] in ("postgresql", "postgres") else None
+    return OrdersService(args.data_dir, args.hostname, url=shared)
 
 
 def run(args: argparse.Namespace) -> int:
     """One process: build the engine and serve until the reactor stops; the exit code."""
     try:
-        engine = build_engine(args)
+        args.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        orders = open_orders(args)
+        engine = build_engine(args, orders=orders)
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 1
-    return serve(engine, args)
+    return serve(engine, args, orders=orders)
 
 
 def serve(engine: RspEngine, args: argparse.Namespace,
           listen: Callable[[Any], Any] | None = None,
-          on_listening: Callable[[str, int], None] | None = None) -> int:
+          on_listening: Callable[[str, int], None] | None = None,
+          orders: OrdersService | None = None) -> int:
     """Serve ES9+ with ``engine`` in this process until the reactor stops.
 
     ``listen(site)`` opens the listening port (default: TCP on --host/--port);
     ``on_listening(host, port)`` is told where it listens (default: the
     "serving ES9+" log line).  ``--workers`` (:mod:`smdpp.workers`) passes both.
+    With ``orders`` ES2+ is served on ``--es2-port`` and queued
+    HandleDownloadProgressInfo are sent (:mod:`smdpp.orders.service`).
     """
     from twisted.internet import reactor, task
     from twisted.internet.error import CannotListenError
@@ -144,7 +161,10 @@ def serve(engine: RspEngine, args: argparse.Namespace,
         engine.store.close()
         return 1
     address = port.getHost()
-    reload_crls_on_sighup(engine.certs, reactor)
+    if orders is not None and not _serve_orders(orders, engine, args, reactor):
+        engine.store.close()
+        return 1
+    reload_crls_on_sighup(engine.certs, reactor, orders.load_pool if orders else None)
     task.LoopingCall(trim_memory).start(TRIM_INTERVAL, now=False)
     expiry = task.LoopingCall(engine.expire_sessions)
     expiry.start(min(60.0, args.session_lifetime), now=True)
@@ -159,11 +179,39 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     return 0
 
 
-def reload_crls_on_sighup(certs: CertificateStore, reactor: Any) -> None:
-    """SIGHUP reads the CRL folder again; if a file fails, the CRLs in use stay (and it is logged)."""
+def _serve_orders(orders: OrdersService, engine: RspEngine, args: argparse.Namespace,
+                  reactor: Any) -> bool:
+    """Listen for ES2+ and start sending notifications; False after a "cannot start" line."""
+    from twisted.internet.error import CannotListenError
+    host = args.es2_host or args.host
+    try:
+        url = orders.listen_es2(reactor, host, args.es2_port, certs=engine.certs,
+                                plain_http=args.es2_plain_http, cert_file=args.es2_cert,
+                                key_file=args.es2_key)
+    except CannotListenError as exc:
+        log.error("cannot listen for ES2+ on %s:%d: %s", host, args.es2_port, exc.socketError)
+        return False
+    except (OSError, ValueError) as exc:
+        log.error("cannot start ES2+: %s", exc)
+        return False
+    orders.start_delivery(reactor, engine.certs)
+    reactor.addSystemEventTrigger("before", "shutdown", orders.close)
+    log.info("serving ES2+ on %s/gsma/rsp2/es2plus/ (%s; operators in %s)", url,
+             "plain HTTP" if args.es2_plain_http else "mutual TLS",
+             orders.operators.folder)
+    return True
+
+
+def reload_crls_on_sighup(certs: CertificateStore, reactor: Any,
+                          also: Callable[[], None] | None = None) -> None:
+    """SIGHUP reads the CRL folder again; if a file fails, the CRLs in use stay (and it is logged).
+
+    ``also`` runs after it (the orders' pool/ folder)."""
     import signal
 
     def reload() -> None:
+        if also is not None:
+            also()
         try:
             count = certs.reload_crls()
         except ValueError as exc:

@@ -71,6 +71,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--session-lifetime", type=float, default=600.0, metavar="SECONDS",
                         help="how long a session may take from initiateAuthentication to "
                              "its end (default: %(default)s)")
+    es2 = parser.add_argument_group("ES2+ and orders (operators order profiles of pool/)")
+    es2.add_argument("--es2-port", type=int, default=None, metavar="PORT",
+                     help="serve ES2+ on this port (0: any free one) under mutual TLS; "
+                          "turns orders on")
+    es2.add_argument("--es2-host", default=None, metavar="ADDR",
+                     help="address of the ES2+ listener (default: that of -H)")
+    es2.add_argument("--es2-cert", type=Path, default=None, metavar="FILE",
+                     help="ES2+ server certificate (PEM or DER; default: the DPtls)")
+    es2.add_argument("--es2-key", type=Path, default=None, metavar="FILE",
+                     help="its key (PEM)")
+    es2.add_argument("--es2-plain-http", action="store_true",
+                     help="ES2+ over plain HTTP without client certificates (labs; loopback "
+                          "addresses only)")
     add_limit_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     args = parser.parse_args(argv)
@@ -78,6 +91,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if not value > 0:
             parser.error(f"--{name.replace('_', '-')} must be more than 0".replace(
                 "--max-per-client", "--max-connections-per-client"))
+    if args.es2_port is None and (args.es2_host or args.es2_cert or args.es2_key
+                                  or args.es2_plain_http):
+        parser.error("the --es2-* options need --es2-port")
+    if args.es2_port is not None and args.workers > 1:
+        parser.error("--es2-port is served by one process: not with --workers (yet)")
+    if (args.es2_cert is None) != (args.es2_key is None):
+        parser.error("--es2-cert and --es2-key go together")
     if args.in_memory and args.store not in (None, "memory:"):
         parser.error(f"--in-memory contradicts --store {args.store}")
     # The first identity without an address is the one at --hostname; the others side by side.

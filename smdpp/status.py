@@ -20,7 +20,7 @@ from __future__ import annotations
 from smdpp.errors import EuiccReportedError, SgpError
 
 __all__ = [
-    "SgpError", "EuiccReportedError", "CODES",
+    "SgpError", "EuiccReportedError", "CODES", "ORDER_ENDED",
     "malformed", "missing", "internal_error",
     "invalid_smdp_address", "svn_not_supported", "ci_not_supported", "unknown_ci",
     "unknown_transaction", "euicc_signature_invalid", "euicc_reported_error",
@@ -193,6 +193,10 @@ def no_eligible_profile(message: str) -> SgpError:
 
 
 # -- ES2+ (SGP.22 5.3) and the order checks of ES9+ ---------------------------------
+
+#: order refusals at getBoundProfilePackage after which its session cannot go on
+ORDER_ENDED = frozenset({("8.2.7", "6.4"), ("8.2", "3.7")})
+
 # Subject 1.1 is the function requester; SGP.22 names no pair for a replayed
 # functionCallIdentifier, 1.1 / 3.3 (already in use) is ours.
 

@@ -25,7 +25,7 @@ from smdpp.http.es9p import (_JSON_HEADERS, HttpRequest, HttpResponse, _failed, 
                              _success, check_json_request)
 from smdpp.orders.es2p import Es2pCore
 from smdpp.orders.operators import OperatorRegistry
-from smdpp.rsp import status
+from smdpp import status
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Es2pApi:
             return _reply(200, _failed(err))
         except Exception:  # a bug of ours (or the store's I/O): logged, a generic failure
             log.exception("ES2+ %s: %s raised unexpectedly", operator, name)
-            return _reply(200, _failed(SgpError("1.2", "4.1", "internal error")))
+            return _reply(200, _failed(status.internal_error()))
         return HttpResponse(200, _JSON_HEADERS, _success(result))
 
 

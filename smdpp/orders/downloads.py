@@ -29,7 +29,7 @@ from smdpp.orders.identifiers import hash_cc_matches
 from smdpp.orders.notify import NotificationPoint, Notifier
 from smdpp.orders.states import Event, InvalidTransition, ProfileState, next_state
 from smdpp.orders.store import OrderStore, ProfileRecord
-from smdpp.rsp import status
+from smdpp import status
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,13 @@ class OrderDownloads:
         return OrderedProfile(record.iccid, upp, record.cc_hash is not None)
 
     # -- ES9+.GetBoundProfilePackage ---------------------------------------------
+
+    def upp(self, iccid: str) -> bytes:
+        """The ordered profile's package (unsealed from the store)."""
+        upp = self.store.upp(iccid)
+        if upp is None:
+            raise status.profile_unavailable(f"ICCID {iccid} is gone")
+        return upp
 
     def _released(self, iccid: str, eid: str, transaction_id: str) -> ProfileRecord:
         record = self.store.get(iccid)
@@ -172,7 +179,7 @@ class OrderDownloads:
                               error=None if success else (reason or "installation failed")[:200])
         if record is None:
             return
-        error = None if success else SgpError("8.2", "4.2", reason or "installation failed")
+        error = None if success else status.installation_failed(reason or "installation failed")
         self.notifier.notify(record, NotificationPoint.BPP_INSTALLATION, eid=eid, error=error,
                              result_data=result_data)
 

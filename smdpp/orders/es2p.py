@@ -4,7 +4,7 @@
 function requester that the transport authenticated (the operator bound to
 the TLS client certificate), and answers the result fields or raises
 :class:`~smdpp.errors.SgpError` with the SGP.22 codes of
-:mod:`smdpp.rsp.status`.  Nothing here knows about HTTP or TLS.
+:mod:`smdpp.status`.  Nothing here knows about HTTP or TLS.
 
 Every request carries ``header.functionRequesterIdentifier`` and
 ``header.functionCallIdentifier`` (SGP.22 6.5.1.3): the identifier must be

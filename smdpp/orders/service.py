@@ -36,9 +36,11 @@ def _pem(path: Path) -> Path | None:
 class OrdersService:
     """The orders of one data folder, for one server process."""
 
-    def __init__(self, data_dir: Path, hostname: str, max_cc_attempts: int = 3) -> None:
+    def __init__(self, data_dir: Path, hostname: str, max_cc_attempts: int = 3,
+                 url: str | None = None) -> None:
         self.data_dir = Path(data_dir)
-        self.store = OrderStore(self.data_dir)
+        # PostgreSQL when the sessions are there (several hosts), else sqlite in data_dir
+        self.store = OrderStore(self.data_dir, url=url)
         self.operators = OperatorRegistry(self.data_dir / OPERATORS_DIR)
         self.notifier = Notifier(self.store, self.operators, hostname)
         self.downloads = OrderDownloads(self.store, self.notifier, max_cc_attempts)

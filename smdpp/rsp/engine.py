@@ -21,12 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from smdpp import asn1, status
 from smdpp.bsp import PeerKeyError
 from smdpp.errors import EuiccReportedError, SgpError
-from smdpp.es8p import bind_profile_package, new_one_time_key
+from smdpp.es8p import bind_profile_package, new_one_time_key, protect_profile_package
 from smdpp.pki.ecdsa import sign_plain, verify_plain
 from smdpp.pki.store import CertificateStore
-from smdpp.profiles.inventory import Profile, ProfileInventory
+from smdpp.profiles.inventory import InvalidUpp, Profile, ProfileInventory, profile_from_upp
 from smdpp.rsp import messages, outgoing
 from smdpp.rsp.caches import EngineCaches
+from smdpp.rsp.orders import OrderLookup
 from smdpp.rsp.session import Session
 from smdpp.rsp.states import (
     ALLOWED,
@@ -63,10 +64,12 @@ class RspEngine:
 
     def __init__(self, certs: CertificateStore, profiles: ProfileInventory,
                  store: SessionStore, config: EngineConfig | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 orders: OrderLookup | None = None) -> None:
         self.certs = certs
         self.profiles = profiles
         self.store = store
+        self.orders = orders  # operator orders (ES2+), asked before the lab's upp/ files
         self.config = config or EngineConfig()
         self.clock = clock
         self._hostname = self.config.hostname.lower()
@@ -222,7 +225,7 @@ class RspEngine:
                                                  "match")
         if resp.server_address != session.smdp_address:
             raise status.invalid_smdp_address("serverAddress in euiccSigned1 does not match")
-        profile = self._profile_for(resp.matching_id, identity.eid)
+        profile, metadata = self._profile_for(session, resp.matching_id, identity.eid)
         creds = self.certs.credentials(session.ci_pkid, self._host(session.smdp_address))
         smdp_signed2 = outgoing.smdp_signed2(session.transaction_id_bytes,
                                              cc_required=session.cc_required)
@@ -243,14 +246,29 @@ class RspEngine:
                  tid, identity.eid, profile.matching_id, profile.iccid)
         return {
             "transactionId": tid,
-            "profileMetadata": self.caches.store_metadata(profile),
+            "profileMetadata": metadata,
             "smdpSigned2": smdp_signed2,
             "smdpSignature2": smdp_signature2,
             "smdpCertificate": creds.pb_cert_der,
         }
 
-    def _profile_for(self, matching_id: str | None, eid: str) -> Profile:
-        """The profile for an activation code's MatchingID (SGP.22 3.1.3 / 5.6.3)."""
+    def _profile_for(self, session: Session, matching_id: str | None,
+                     eid: str) -> tuple[Profile, bytes]:
+        """The profile for an activation code's MatchingID (SGP.22 3.1.3 / 5.6.3) and its
+        StoreMetadataRequest: an operator's order first, else a file of the lab's upp/."""
+        if self.orders is not None:
+            ordered = self.orders.find(matching_id, eid)
+            if ordered is not None:
+                session.ordered = True
+                session.cc_required = ordered.cc_required
+                profile = _ordered_profile(matching_id, ordered.iccid, ordered.upp)
+                # one download per ordered profile: nothing of it is cached
+                return profile, outgoing.store_metadata_request(profile)
+        profile = self._lab_profile(matching_id, eid)
+        return profile, self.caches.store_metadata(profile)
+
+    def _lab_profile(self, matching_id: str | None, eid: str) -> Profile:
+        """A file of the lab's upp/: any number of downloads to any eUICC."""
         if not matching_id:
             raise status.no_eligible_profile(f"no MatchingID and no pending order for EID "
                                              f"{eid}")
@@ -278,20 +296,30 @@ class RspEngine:
                             resp.euicc_signed2 + session.smdp_signature2):
             raise status.euicc_signature_invalid("euiccSignature2 does not verify")
         creds = self.certs.credentials(session.ci_pkid, self._host(session.smdp_address))
-        profile = self.profiles.get(session.matching_id or "")
-        if profile is None:  # the UPP was removed since authenticateClient
-            raise self._fail(session, status.matching_id_refused(
-                f"profile {session.matching_id!r} is no longer available"))
+        if session.ordered:
+            profile, metadata, material = self._ordered_material(session, resp.hash_cc)
+        else:
+            profile = self.profiles.get(session.matching_id or "")
+            if profile is None:  # the UPP was removed since authenticateClient
+                raise self._fail(session, status.matching_id_refused(
+                    f"profile {session.matching_id!r} is no longer available"))
+            metadata = self.caches.store_metadata(profile)
+            material = self.caches.protected(profile) if self.config.use_ppk else profile.upp
         ot_key = self._one_time_key(session, resp.euicc_otpk, creds.pb_key)
         try:  # the ECDH step loads euiccOtpk once and refuses a point off the DPpb curve
             bpp = bind_profile_package(
                 transaction_id=session.transaction_id_bytes,
                 eid=bytes.fromhex(session.eid or ""), euicc_otpk=resp.euicc_otpk,
                 smdp_ot_key=ot_key, dppb_key=creds.pb_key, host_id=self.config.host_id,
-                configure_isdp=CONFIGURE_ISDP, store_metadata=self.caches.store_metadata(profile),
-                profile=self.caches.protected(profile) if self.config.use_ppk else profile.upp)
+                configure_isdp=CONFIGURE_ISDP, store_metadata=metadata, profile=material)
         except PeerKeyError:
             raise status.malformed("euiccOtpk is not a point on the DPpb curve") from None
+        if session.ordered:  # one eUICC, once: the compare-and-set of the order store
+            assert self.orders is not None and session.iccid and session.eid
+            try:
+                self.orders.bpp_delivered(session.iccid, session.eid, tid)
+            except SgpError as err:
+                raise self._fail(session, err) from None
         session.euicc_otpk = resp.euicc_otpk
         session.smdp_ot_key = ot_key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
@@ -301,6 +329,23 @@ class RspEngine:
         log.info("transactionId=%s: getBoundProfilePackage, %d bytes (delivery %d)", tid,
                  len(bpp.der), session.bpp_count)
         return {"transactionId": tid, "boundProfilePackage": bpp.der}
+
+    def _ordered_material(self, session: Session, hash_cc: bytes | None
+                          ) -> tuple[Profile, bytes, Any]:
+        """An order's profile, metadata and package to bind, after its Confirmation Code
+        (SGP.22 5.6.2); a refusal that ends the order ends the session too."""
+        assert self.orders is not None and session.iccid and session.eid
+        try:
+            self.orders.check_confirmation_code(session.iccid, session.eid,
+                                                session.transaction_id, hash_cc)
+            upp = self.orders.upp(session.iccid)
+        except SgpError as err:
+            if (err.subject_code, err.reason_code) in status.ORDER_ENDED:
+                raise self._fail(session, err) from None
+            raise  # a wrong code: the LPA may ask the user again in this session
+        profile = _ordered_profile(session.matching_id, session.iccid, upp)
+        material = protect_profile_package(upp) if self.config.use_ppk else upp
+        return profile, outgoing.store_metadata_request(profile), material
 
     @staticmethod
     def _one_time_key(session: Session, euicc_otpk: bytes,
@@ -330,6 +375,11 @@ class RspEngine:
             return
         result = {"success": note.success, "seqNumber": note.seq_number, **note.details}
         self._end(session, _end_state(Es9Function.HANDLE_NOTIFICATION, session), result)
+        if session.ordered and self.orders is not None and session.iccid and session.eid:
+            # the operator gets the eUICC's signed result as received (SGP.22 5.3.5)
+            self.orders.installation_result(
+                session.iccid, session.eid, session.transaction_id, note.success,
+                pending_notification, None if note.success else str(note.details)[:200])
         log.info("transactionId=%s: ProfileInstallationResult %s (EID %s, ICCID %s)",
                  session.transaction_id, "success" if note.success else f"error {note.details}",
                  session.eid, session.iccid)
@@ -360,6 +410,9 @@ class RspEngine:
             raise status.euicc_signature_invalid("euiccCancelSessionSignature does not verify")
         self._end(session, _end_state(Es9Function.CANCEL_SESSION, session),
                   {"cancelReason": resp.reason})
+        if session.ordered and self.orders is not None and session.iccid and session.eid:
+            self.orders.session_cancelled(session.iccid, session.eid, session.transaction_id,
+                                          resp.reason)
         log.info("transactionId=%s: cancelSession, reason %d", session.transaction_id,
                  resp.reason)
 
@@ -373,6 +426,18 @@ class RspEngine:
         if count:
             log.info("expired %d session(s)", count)
         return count
+
+
+def _ordered_profile(matching_id: str | None, iccid: str, upp: bytes) -> Profile:
+    """The :class:`Profile` (metadata) of an ordered package; its ICCID must be the order's."""
+    try:
+        profile = profile_from_upp(matching_id or "", upp)
+    except InvalidUpp as exc:
+        raise status.profile_unavailable(f"ICCID {iccid}: the package is damaged: {exc}") \
+            from None
+    if profile.iccid != iccid:
+        raise status.profile_unavailable(f"ICCID {iccid}: the package has ICCID {profile.iccid}")
+    return profile
 
 
 def _end_state(function: Es9Function, session: Session) -> SessionState:

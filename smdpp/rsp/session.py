@@ -39,6 +39,7 @@ class Session:
     iccid: str | None = None
     smdp_signature2: bytes | None = None  # the '5F37' TLV sent to the eUICC
     cc_required: bool = False
+    ordered: bool = False  # the profile is an operator's order (smdpp.rsp.orders)
     # set by getBoundProfilePackage
     euicc_otpk: bytes | None = None
     smdp_ot_key: bytes | None = None  # secret: otSK.DP.ECKA, PKCS#8 DER

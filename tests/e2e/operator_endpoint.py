@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -100,7 +101,9 @@ class OperatorEndpoint:
                 raw.close()
 
     def _one(self, raw: socket.socket) -> None:
-        raw.settimeout(5)
+        # blocking (pyOpenSSL turns a socket timeout into WantReadError), bounded by SO_RCVTIMEO
+        raw.setblocking(True)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 5, 0))
         conn = SSL.Connection(self._context, raw)
         conn.set_accept_state()
         conn.do_handshake()

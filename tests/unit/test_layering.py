@@ -26,6 +26,10 @@ RULES: dict[str, tuple[str, ...]] = {
     "smdpp.bsp": ("smdpp.rsp", "smdpp.http", "smdpp.store", "smdpp.es8p"),
     "smdpp.store": ("smdpp.rsp.engine", "smdpp.http", "smdpp.app", "smdpp.cli"),
     "smdpp.http": ("smdpp.app", "smdpp.cli", "smdpp.workers", "smdpp.store"),
+    # the order core (states, ES2+, the engine's order lookup) is sans I/O but for its store
+    **{f"smdpp.orders.{m}": ("smdpp.http", "smdpp.app", "smdpp.cli", "smdpp.rsp.engine",
+                             "twisted", "klein")
+       for m in ("states", "identifiers", "es2p", "downloads", "notify", "store", "pool")},
     # the wiring is used by the command line and the workers, never the reverse
     "smdpp.app": ("smdpp.cli", "smdpp.workers"),
     "smdpp.workers": ("smdpp.cli",),
