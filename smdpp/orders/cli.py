@@ -142,9 +142,9 @@ def _list(args: argparse.Namespace) -> None:
     state = ProfileState(args.state) if args.state else None
     store = _store(args)
     try:
-        print(f"{'ICCID':20} {'state':11} {'profile type':24} {'operator':12} matchingId / EID")
+        print(f"{'ICCID':20} {'state':11} {'profile type':28} {'operator':12} matchingId / EID")
         for r in store.profiles(state):
-            print(f"{r.iccid:20} {r.state.value:11} {r.profile_type[:24]:24} "
+            print(f"{r.iccid:20} {r.state.value:11} {r.profile_type[:28]:28} "
                   f"{(r.operator or '-')[:12]:12} {r.matching_id or '-'} {r.eid or ''}".rstrip())
     finally:
         store.close()

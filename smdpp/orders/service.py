@@ -19,7 +19,7 @@ from smdpp.orders.downloads import OrderDownloads
 from smdpp.orders.es2p import Es2pCore
 from smdpp.orders.notify import Notifier
 from smdpp.orders.operators import OPERATORS_DIR, OperatorRegistry, is_loopback
-from smdpp.orders.pool import POOL_DIR, load_pool
+from smdpp.orders.pool import POOL_DIR, TEST_PROFILE_TYPE, ensure_test_pool, load_pool
 from smdpp.orders.store import OrderStore
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,10 @@ class OrdersService:
         self.notifier = Notifier(self.store, self.operators, hostname)
         self.downloads = OrderDownloads(self.store, self.notifier, max_cc_attempts)
         self.core = Es2pCore(self.store, hostname)
+        created = ensure_test_pool(self.data_dir / POOL_DIR, self.store)
+        if created:
+            log.warning("no profile in %s: generated %d test profiles there (profileType %r)",
+                        self.data_dir / POOL_DIR, created, TEST_PROFILE_TYPE)
         self.load_pool()
 
     def load_pool(self) -> None:

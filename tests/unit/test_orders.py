@@ -270,3 +270,17 @@ def test_es2p_matching_id_in_use_and_cancel(es2: Caller, store: OrderStore) -> N
     with pytest.raises(SgpError) as exc:
         es2("cancelOrder", iccid=b, finalProfileStatusIndicator="Available")
     assert codes(exc) == ("8.2.1", "3.5")
+
+
+def test_an_empty_pool_gets_generated_test_profiles(tmp_path: Path) -> None:
+    from smdpp.orders.pool import TEST_PROFILE_TYPE, ensure_test_pool, pool_test_iccid
+    store = OrderStore(tmp_path)
+    assert ensure_test_pool(tmp_path / "pool", store, count=3) == 3
+    assert ensure_test_pool(tmp_path / "pool", store, count=3) == 0  # not again
+    load_pool(tmp_path / "pool", store)
+    assert store.counts() == {TEST_PROFILE_TYPE: {"Available": 3}}
+    assert {r.iccid for r in store.profiles()} == {pool_test_iccid(n) for n in (1, 2, 3)}
+    for path in (tmp_path / "pool").iterdir():  # files removed: the store keeps the packages
+        path.unlink()
+    assert ensure_test_pool(tmp_path / "pool", store, count=3) == 0
+    store.close()
