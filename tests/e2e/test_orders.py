@@ -210,6 +210,11 @@ def test_smdpp_order_command_prints_activation_code_and_qr(orders, tmp_path: Pat
     code = re.search(r"LPA:1\$([^$\s]+)\$([A-Z2-7-]+)\$\$1", run.stdout)
     assert code and code.group(1) == ADDRESS, run.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import shutil
+    if shutil.which("zbarimg"):  # the PNG reads back as the activation code
+        scan = subprocess.run(["zbarimg", "--raw", "-q", str(png)], capture_output=True,
+                              text=True, timeout=60)
+        assert scan.stdout.strip() == code.group(0)
     assert "█" in run.stdout or "▀" in run.stdout or "▄" in run.stdout  # the QR on the terminal
     # the activation code downloads with smdpp-lpa and the Confirmation Code
     lpa = subprocess.run([sys.executable, "-c",
@@ -225,3 +230,40 @@ def test_lab_profiles_are_unchanged_beside_orders(orders) -> None:
     (server,), endpoint = orders
     for _ in range(2):  # any number of times
         assert dl(server, card(server), "SMDPP-TEST-1").notification_sent
+
+
+def _curl(server: RunningServer, function: str, body: dict) -> dict:
+    """One ES2+ call with curl (OpenSSL's client, not ours), headers as pySim's client sends."""
+    import json
+    import shutil
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed (apt-get install curl)")
+    port = es2_url(server).rsplit(":", 1)[1]
+    own = server.data_dir / "operators" / "op1"
+    ca = server.data_dir / "certs" / "CertificateIssuer" / "CERT_CI_ECDSA_NIST.pem"
+    run = subprocess.run(
+        [curl, "-sS", "--fail-with-body", "--cert", str(own / "cert.pem"), "--key",
+         str(own / "key.pem"), "--cacert", str(ca), "--resolve", f"{ADDRESS}:{port}:127.0.0.1",
+         "-H", "Content-Type: application/json", "-H", "X-Admin-Protocol: gsma/rsp/v2.5.0",
+         "--data-binary", json.dumps(body),
+         f"https://{ADDRESS}:{port}/gsma/rsp2/es2plus/{function}"],
+        capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr + run.stdout
+    return json.loads(run.stdout)
+
+
+def test_another_es2p_client_drives_the_flow(orders) -> None:
+    """curl with the operator's certificate, ICCIDs padded with F and call ids as pySim makes them."""
+    (server,), endpoint = orders
+    header = {"functionRequesterIdentifier": "op1"}
+    answer = _curl(server, "downloadOrder", {
+        "header": {**header, "functionCallIdentifier": "FCI-1765000000-1"},
+        "profileType": PROFILE_TYPE})
+    assert answer["header"]["functionExecutionStatus"]["status"] == "Executed-Success"
+    iccid = answer["iccid"]
+    answer = _curl(server, "confirmOrder", {
+        "header": {**header, "functionCallIdentifier": "FCI-1765000000-2"},
+        "iccid": iccid + "F", "releaseFlag": True})
+    assert answer["header"]["functionExecutionStatus"]["status"] == "Executed-Success"
+    assert dl(server, card(server), answer["matchingId"]).iccid == iccid
