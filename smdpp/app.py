@@ -105,13 +105,15 @@ def run(args: argparse.Namespace) -> int:
 def serve(engine: RspEngine, args: argparse.Namespace,
           listen: Callable[[Any], Any] | None = None,
           on_listening: Callable[[str, int], None] | None = None,
-          orders: OrdersService | None = None) -> int:
+          orders: OrdersService | None = None,
+          es2_listen: Callable[[Any], Any] | None = None) -> int:
     """Serve ES9+ with ``engine`` in this process until the reactor stops.
 
     ``listen(site)`` opens the listening port (default: TCP on --host/--port);
     ``on_listening(host, port)`` is told where it listens (default: the
     "serving ES9+" log line).  ``--workers`` (:mod:`smdpp.workers`) passes both.
-    With ``orders`` ES2+ is served on ``--es2-port`` and queued
+    With ``orders`` ES2+ is served on ``--es2-port`` (``es2_listen(site)``
+    opens that port, as ``listen`` does for ES9+) and queued
     HandleDownloadProgressInfo are sent (:mod:`smdpp.orders.service`).
     """
     from twisted.internet import reactor, task
@@ -161,7 +163,7 @@ def serve(engine: RspEngine, args: argparse.Namespace,
         engine.store.close()
         return 1
     address = port.getHost()
-    if orders is not None and not _serve_orders(orders, engine, args, reactor):
+    if orders is not None and not _serve_orders(orders, engine, args, reactor, es2_listen):
         engine.store.close()
         return 1
     reload_crls_on_sighup(engine.certs, reactor, orders.load_pool if orders else None)
@@ -180,14 +182,14 @@ def serve(engine: RspEngine, args: argparse.Namespace,
 
 
 def _serve_orders(orders: OrdersService, engine: RspEngine, args: argparse.Namespace,
-                  reactor: Any) -> bool:
+                  reactor: Any, listen: Callable[[Any], Any] | None = None) -> bool:
     """Listen for ES2+ and start sending notifications; False after a "cannot start" line."""
     from twisted.internet.error import CannotListenError
     host = args.es2_host or args.host
     try:
         url = orders.listen_es2(reactor, host, args.es2_port, certs=engine.certs,
                                 plain_http=args.es2_plain_http, cert_file=args.es2_cert,
-                                key_file=args.es2_key)
+                                key_file=args.es2_key, listen=listen)
     except CannotListenError as exc:
         log.error("cannot listen for ES2+ on %s:%d: %s", host, args.es2_port, exc.socketError)
         return False

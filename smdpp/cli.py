@@ -94,8 +94,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.es2_port is None and (args.es2_host or args.es2_cert or args.es2_key
                                   or args.es2_plain_http):
         parser.error("the --es2-* options need --es2-port")
-    if args.es2_port is not None and args.workers > 1:
-        parser.error("--es2-port is served by one process: not with --workers (yet)")
     if (args.es2_cert is None) != (args.es2_key is None):
         parser.error("--es2-cert and --es2-key go together")
     if args.in_memory and args.store not in (None, "memory:"):

@@ -97,11 +97,13 @@ class Supervisor:
 
     def __init__(self, args: argparse.Namespace,
                  material: tuple[CertificateStore, ProfileInventory],
-                 address: ListenAddress, reservation: socket.socket) -> None:
+                 address: ListenAddress, reservation: socket.socket,
+                 es2: tuple[ListenAddress, socket.socket] | None = None) -> None:
         self.args = args
         self.material = material
         self.address = address
         self.reservation = reservation
+        self.es2 = es2  # --es2-port: the ES2+ address, reserved like the ES9+ one
         self.workers: dict[int, _Worker] = {}  # by pid
         self._parent_pid = os.getpid()
         self._signal_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
@@ -121,6 +123,8 @@ class Supervisor:
             return code
         finally:
             self.reservation.close()
+            if self.es2 is not None:
+                self.es2[1].close()
             signal.pthread_sigmask(signal.SIG_SETMASK, self._signal_mask)
 
     # -- starting ---------------------------------------------------------
@@ -250,18 +254,24 @@ class Supervisor:
     def _serve(self, ready_fd: int | None) -> int:
         from twisted.internet import reactor
 
-        from smdpp.app import build_engine, serve
+        from smdpp.app import build_engine, open_orders, serve
 
-        engine = build_engine(self.args, self.material)  # this worker's own store connection
+        orders = open_orders(self.args)  # with --es2-port: this worker's order store connection
+        engine = build_engine(self.args, self.material, orders)  # and its own session store
 
-        def listen(site: Any) -> Any:
-            sock = reuseport_socket(self.address)
-            try:
-                sock.listen(LISTEN_BACKLOG)
-                sock.setblocking(False)
-                return reactor.adoptStreamPort(sock.fileno(), self.address.family, site)
-            finally:
-                sock.close()  # the reactor holds its own duplicate of the descriptor
+        def listener(address: ListenAddress) -> Any:
+            def listen(site: Any) -> Any:
+                sock = reuseport_socket(address)
+                try:
+                    sock.listen(LISTEN_BACKLOG)
+                    sock.setblocking(False)
+                    return reactor.adoptStreamPort(sock.fileno(), address.family, site)
+                finally:
+                    sock.close()  # the reactor holds its own duplicate of the descriptor
+            return listen
+
+        listen = listener(self.address)
+        es2_listen = listener(self.es2[0]) if self.es2 is not None else None
 
         def on_listening(host: str, port: int) -> None:
             log.info("listening on %s:%d", host, port)
@@ -269,7 +279,8 @@ class Supervisor:
                 os.write(ready_fd, b"R")
                 os.close(ready_fd)
 
-        return serve(engine, self.args, listen=listen, on_listening=on_listening)
+        return serve(engine, self.args, listen=listen, on_listening=on_listening,
+                     orders=orders, es2_listen=es2_listen)
 
 
 def _signal(pid: int, signo: signal.Signals) -> None:
@@ -302,7 +313,7 @@ def _tag_log_lines(index: int) -> None:
 
 def run_workers(args: argparse.Namespace) -> int:
     """``--workers N`` with N > 1: the parent process; returns the exit code."""
-    from smdpp.app import load_material
+    from smdpp.app import load_material, open_orders
     from smdpp.store import is_shared, open_store, redact_url
 
     if not is_shared(args.store):
@@ -313,11 +324,20 @@ def run_workers(args: argparse.Namespace) -> int:
     try:
         material = load_material(args)
         open_store(args.store, args.data_dir).close()  # reachable; file or schema created once
+        orders = open_orders(args)  # the order store and pool/ prepared once, before the race
+        if orders is not None:
+            orders.close()
         address = resolve(args.host, args.port)
         reservation = reuseport_socket(address)
+        es2 = None
+        if getattr(args, "es2_port", None) is not None:
+            es2_address = resolve(args.es2_host or args.host, args.es2_port)
+            es2_reservation = reuseport_socket(es2_address)
+            es2 = (ListenAddress(es2_address.family, es2_reservation.getsockname()),
+                   es2_reservation)
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     address = ListenAddress(address.family, reservation.getsockname())
     log.info("session store %s, starting %d workers", redact_url(args.store), args.workers)
-    return Supervisor(args, material, address, reservation).run()
+    return Supervisor(args, material, address, reservation, es2).run()

@@ -57,11 +57,12 @@ class OrdersService:
 
     def listen_es2(self, reactor: Any, host: str, port: int, *, certs: Any = None,
                    plain_http: bool = False, cert_file: Path | None = None,
-                   key_file: Path | None = None) -> str:
+                   key_file: Path | None = None, listen: Any = None) -> str:
         """Listen for ES2+; returns the base URL it serves.  ValueError when it cannot.
 
         ``certs`` is the server's CertificateStore (its DPtls are served),
         unless ``cert_file``/``key_file`` name the ES2+ certificate.
+        ``listen(factory)`` opens the port instead of TCP on host:port (``--workers``).
         """
         from smdpp.http.es2p import Es2pApi, es2_factory
         dptls = None
@@ -71,7 +72,9 @@ class OrdersService:
         else:
             dptls = self._tls_server(certs, cert_file, key_file)
         api = Es2pApi(self.core, self.operators, client_certificates=not plain_http)
-        listening = reactor.listenTCP(port, es2_factory(api, dptls), interface=host)
+        factory = es2_factory(api, dptls)
+        listening = (listen(factory) if listen is not None
+                     else reactor.listenTCP(port, factory, interface=host))
         address = listening.getHost()
         scheme = "http" if plain_http else "https"
         return f"{scheme}://{address.host}:{address.port}"

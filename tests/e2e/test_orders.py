@@ -267,3 +267,22 @@ def test_another_es2p_client_drives_the_flow(orders) -> None:
         "iccid": iccid + "F", "releaseFlag": True})
     assert answer["header"]["functionExecutionStatus"]["status"] == "Executed-Success"
     assert dl(server, card(server), answer["matchingId"]).iccid == iccid
+
+
+def test_orders_with_two_workers(tmp_path: Path) -> None:
+    """--workers 2: each worker serves ES2+ on the one port and asks the one order store."""
+    data_dir = tmp_path / "smdpp-data"
+    write_pool(data_dir / "pool", range(1, 5))
+    server = start_server(data_dir, "--workers", "2", "--es2-port", "0")
+    try:
+        register(data_dir, "op1")
+        with es2_client(server) as es2:
+            iccids = [es2.download_order(profile_type=PROFILE_TYPE) for _ in range(3)]
+            assert len(set(iccids)) == 3  # never one profile twice, whichever worker answered
+            mid = es2.confirm_order(iccids[0], release=True)["matchingId"]
+        assert dl(server, card(server), mid).iccid == iccids[0]
+        with pytest.raises(DownloadError) as exc:
+            dl(server, card(server), mid)
+        assert (exc.value.subject_code, exc.value.reason_code) == ("8.2", "3.7")
+    finally:
+        server.stop()
