@@ -90,7 +90,11 @@ def issue_operator(data_dir: Path, name: str, *, notify_url: str | None = None,
         write_key(key_path, key)
         write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     der = cert.public_bytes(serialization.Encoding.DER)
+    registry = OperatorRegistry(folder)
+    holder = registry.by_certificate(der)
+    if holder is not None and holder.name != name:
+        raise ValueError(f"this certificate is already operator {holder.name}'s")
     operator = Operator(name, certificate_fingerprint(der), notify_url,
                         Path(notify_ca).resolve() if notify_ca else None)
-    registration = OperatorRegistry(folder).register(operator)
+    registration = registry.register(operator)
     return OperatorFiles(registration, cert_path, key_path, ca_path)

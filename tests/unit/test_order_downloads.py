@@ -188,3 +188,32 @@ def test_operator_registry(tmp_path: Path) -> None:
         with pytest.raises(ValueError):
             check_notify_url(bad)
     assert check_notify_url("http://127.0.0.1:9/") == "http://127.0.0.1:9"
+
+
+def test_smdpp_pki_operator_issues_or_registers(tmp_path: Path, capsys) -> None:
+    from smdpp.pki.cli import main
+    from smdpp.pki.files import load_certificate
+    from smdpp.orders.operators import certificate_fingerprint
+    from cryptography.hazmat.primitives.serialization import Encoding
+    assert main(["operator", "lab", "--data-dir", str(tmp_path),
+                 "--notify-url", "http://127.0.0.1:9/x"]) == 0
+    issued = tmp_path / "operators" / "lab" / "cert.pem"
+    assert "client key:" in capsys.readouterr().out
+    assert oct((tmp_path / "operators" / "lab" / "key.pem").stat().st_mode & 0o777) == "0o600"
+    registry = OperatorRegistry(tmp_path / "operators")
+    der = load_certificate(issued).public_bytes(Encoding.DER)
+    assert registry.by_certificate(der).notify_url == "http://127.0.0.1:9/x"  # type: ignore[union-attr]
+    # a certificate already bound to another operator is refused
+    assert main(["operator", "brought", "--data-dir", str(tmp_path), "--cert", str(issued)]) == 1
+    assert "already operator lab's" in capsys.readouterr().err
+    # an operator brings its own certificate: registered, no key of ours
+    assert main(["operator", "other", "--data-dir", str(tmp_path / "elsewhere")]) == 0
+    own = tmp_path / "elsewhere" / "operators" / "other" / "cert.pem"
+    assert main(["operator", "brought", "--data-dir", str(tmp_path), "--cert", str(own)]) == 0
+    assert "client key:" not in capsys.readouterr().out.split("registered in")[-1]
+    brought = load_certificate(own).public_bytes(Encoding.DER)
+    assert registry.by_certificate(brought).name == "brought"  # type: ignore[union-attr]
+    assert main(["operator", "bad name", "--data-dir", str(tmp_path)]) == 1
+    assert main(["operator", "x", "--data-dir", str(tmp_path),
+                 "--notify-url", "http://example.com/"]) == 1
+    assert certificate_fingerprint(der) == registry.by_name("lab").certificate_sha256  # type: ignore[union-attr]
