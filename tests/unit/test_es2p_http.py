@@ -73,3 +73,32 @@ def test_es2p_plain_http_needs_a_registered_requester(api: Es2pApi) -> None:
     assert post(api, "downloadOrder", order("7", requester="nobody"), cert=None)[0] == 403
     status, answer = post(api, "downloadOrder", order("8"), cert=None)
     assert status == 200 and "iccid" in answer
+
+
+def test_es2p_hostile_bodies_get_sgp22_refusals(api: Es2pApi) -> None:
+    """Every field of every function replaced by values of the wrong type, size or shape:
+    always an SGP.22 answer, never a server failure (1.2/4.2) or an HTTP 5xx."""
+    import random
+    rng = random.Random(15)
+    bad_values = [None, 0, -1, 1.5, True, [], {}, "", "x" * 5000, "\x00\n", "８９",
+                  "8999000000000000013FF", "0" * 32, {"nested": [1, {"a": None}]}, "F" * 20]
+    fields = ["iccid", "eid", "profileType", "matchingId", "confirmationCode", "releaseFlag",
+              "finalProfileStatusIndicator", "smdsAddress"]
+    count = 0
+    for function in api.core.functions:
+        for field in fields + ["header"]:
+            for value in bad_values:
+                count += 1
+                body = {"header": {"functionRequesterIdentifier": "op1",
+                                   "functionCallIdentifier": f"h{count}"},
+                        "iccid": "8999000000000000013", "releaseFlag": True,
+                        "finalProfileStatusIndicator": "Available"}
+                body[field] = value
+                if rng.random() < 0.3:
+                    body["header"] = {"functionRequesterIdentifier": rng.choice(bad_values),
+                                      "functionCallIdentifier": rng.choice(bad_values)}
+                status, answer = post(api, function, body)
+                assert status in (200, 400, 403, 413), (function, field, value, status)
+                if answer and answer["header"]["functionExecutionStatus"]["status"] == "Failed":
+                    assert codes(answer) != ("1.2", "4.2"), (function, field, value)
+    assert count > 300
