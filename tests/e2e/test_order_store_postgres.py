@@ -44,3 +44,42 @@ def test_postgres_order_lifecycle(tmp_path: Path, postgresql_url: str) -> None: 
     assert record is not None and record.state is ProfileState.INSTALLED and record.delivered
     assert store.enqueue("op", b"{}") > 0 and store.queued() == 1
     store.close()
+
+
+def test_two_hosts_share_orders_in_postgres(tmp_path: Path,
+                                            postgresql_url: str) -> None:  # noqa: F811
+    """Two servers ("hosts", each its own data folder with the same certificates and seal key)
+    with --store postgresql://: an order placed on A's ES2+ downloads from B's ES9+, once."""
+    import shutil
+
+    import pytest
+
+    from smdpp.euicc.client import DownloadError
+    from tests.orders_fixtures import write_pool
+
+    from .conftest import start_server
+    from .test_orders import card, dl, es2_client, register
+
+    _clean(postgresql_url)
+    host_a = tmp_path / "host-a"
+    write_pool(host_a / "pool", range(1, 4))
+    a = start_server(host_a, "--store", postgresql_url, "--es2-port", "0")
+    try:
+        register(host_a, "op1")
+        host_b = Path(shutil.copytree(host_a, tmp_path / "host-b"))
+        b = start_server(host_b, "--store", postgresql_url, "--es2-port", "0")
+        try:
+            with es2_client(a) as es2:
+                iccid = es2.download_order(profile_type=PROFILE_TYPE)
+                mid = es2.confirm_order(iccid, release=True)["matchingId"]
+            assert dl(b, card(b), mid).iccid == iccid
+            with pytest.raises(DownloadError) as exc:  # and not again through A
+                dl(a, card(a), mid)
+            assert (exc.value.subject_code, exc.value.reason_code) == ("8.2", "3.7")
+            with es2_client(b) as es2:  # B's ES2+ sees A's order's end
+                with pytest.raises(Exception):
+                    es2.cancel_order(iccid, "Available")
+        finally:
+            b.stop()
+    finally:
+        a.stop()

@@ -216,6 +216,11 @@ def test_smdpp_order_command_prints_activation_code_and_qr(orders, tmp_path: Pat
                               text=True, timeout=60)
         assert scan.stdout.strip() == code.group(0)
     assert "█" in run.stdout or "▀" in run.stdout or "▄" in run.stdout  # the QR on the terminal
+    iccid = re.search(r"ICCID (\d+): Released", run.stdout).group(1)  # type: ignore[union-attr]
+    show = subprocess.run(ORDER + ["--data-dir", str(server.data_dir), "show", iccid, "--no-qr"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert "Released" in show.stdout and code.group(0) in show.stdout, show.stdout + show.stderr
+    assert "confirmation code: required" in show.stdout.replace("  ", " ").replace("  ", " ")
     # the activation code downloads with smdpp-lpa and the Confirmation Code
     lpa = subprocess.run([sys.executable, "-c",
                           "import sys; from smdpp.euicc.cli import main; sys.exit(main())",
