@@ -27,7 +27,9 @@ class Es2pFailed(Exception):
         self.reason_code = reply.status_code_data.get("reasonCode")
 
 
-class _Transport(Es9Client):
+class Es2pTransport(Es9Client):
+    """JSON over HTTP(S) to ``<base URL>/gsma/rsp2/es2plus/<function>`` (either direction of ES2+)."""
+
     def path(self, function: str) -> str:
         return f"{self._prefix}{ES2_PATH}{function}"
 
@@ -48,7 +50,7 @@ class Es2pClient:
                  server_name: str | None = None, timeout: float = 30) -> None:
         context = client_context(ca_file, cert, key) if url.startswith("https:") else None
         self.requester = requester
-        self._http = _Transport(url, timeout=timeout, ssl_context=context,
+        self._http = Es2pTransport(url, timeout=timeout, ssl_context=context,
                                 tls_server_name=server_name)
 
     def close(self) -> None:

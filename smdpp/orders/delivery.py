@@ -56,16 +56,12 @@ def _context(operator: Operator, credential: ClientCredential | None) -> ssl.SSL
 
 def send(operator: Operator, body: bytes, credential: ClientCredential | None) -> None:
     """POST one notification; raises OSError or ValueError with what went wrong."""
-    from smdpp.euicc.es9 import Es9Client, Es9TransportError
+    from smdpp.euicc.es9 import Es9TransportError
+    from smdpp.orders.client import Es2pTransport
     assert operator.notify_url is not None
     https = operator.notify_url.startswith("https:")
-
-    class _Client(Es9Client):
-        def path(self, function: str) -> str:
-            return f"{self._prefix}/gsma/rsp2/es2plus/{function}"
-
-    client = _Client(operator.notify_url, timeout=TIMEOUT,
-                     ssl_context=_context(operator, credential) if https else None)
+    client = Es2pTransport(operator.notify_url, timeout=TIMEOUT,
+                           ssl_context=_context(operator, credential) if https else None)
     try:
         reply = client.post(FUNCTION, body)
     except Es9TransportError as exc:
