@@ -11,6 +11,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -289,5 +290,44 @@ def test_orders_with_two_workers(tmp_path: Path) -> None:
         with pytest.raises(DownloadError) as exc:
             dl(server, card(server), mid)
         assert (exc.value.subject_code, exc.value.reason_code) == ("8.2", "3.7")
+    finally:
+        server.stop()
+
+
+def test_pool_is_read_again_on_sighup(orders, tmp_path: Path) -> None:
+    (server,), endpoint = orders
+    write_pool(server.data_dir / "pool", range(20, 21))  # a new file after the start
+    with es2_client(server) as es2:
+        with pytest.raises(Es2pFailed) as exc:
+            es2.download_order(iccid=pool_iccid(20))
+        assert (exc.value.subject_code, exc.value.reason_code) == ("8.2.1", "3.9")
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "1 new profile(s)" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        assert es2.download_order(iccid=pool_iccid(20)) == pool_iccid(20)
+
+
+def test_plain_http_es2p_only_on_loopback(tmp_path: Path) -> None:
+    refused = subprocess.run([sys.executable, str(REPO / "osmo-smdpp.py"), "-H", "127.0.0.1",
+                              "-p", "0", "--data-dir", str(tmp_path / "a"), "--es2-port", "0",
+                              "--es2-host", "0.0.0.0", "--es2-plain-http"],
+                             capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert refused.returncode == 1
+    assert "--es2-plain-http only on a loopback address" in refused.stdout + refused.stderr
+    data_dir = tmp_path / "b"
+    server = start_server(data_dir, "--es2-port", "0", "--es2-plain-http")
+    try:
+        assert es2_url(server).startswith("http://127.0.0.1:")
+        register(data_dir, "lab")
+        with Es2pClient(es2_url(server), "lab") as es2:  # no certificate: the name decides
+            iccid = es2.download_order(profile_type="smdpp Generic Test Profile")
+            mid = es2.confirm_order(iccid, release=True)["matchingId"]
+        assert dl(server, card(server), mid).iccid == iccid
+        with Es2pClient(es2_url(server), "nobody") as es2:
+            with pytest.raises(Es2pFailed) as exc:
+                es2.download_order(profile_type="smdpp Generic Test Profile")
+            assert exc.value.reply.http_status == 403
     finally:
         server.stop()
