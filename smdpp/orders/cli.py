@@ -5,8 +5,8 @@
                [--matching-id ID] [--release] [--qr FILE] [--no-qr]
     smdpp-order ... release ICCID
     smdpp-order ... cancel ICCID [--final Available|Unavailable]
-    smdpp-order --data-dir smdpp-data list [--state STATE]
-    smdpp-order --data-dir smdpp-data show ICCID [--qr FILE]
+    smdpp-order --data-dir smdpp-data [--store postgresql://...] list [--state STATE]
+    smdpp-order --data-dir smdpp-data [--store postgresql://...] show ICCID [--qr FILE]
 
 ``create`` is ES2+.DownloadOrder then ES2+.ConfirmOrder (SGP.22 5.3.1,
 5.3.2), ``release`` ES2+.ReleaseProfile, ``cancel`` ES2+.CancelOrder, all
@@ -17,7 +17,8 @@ the CA of the server in ``DATA_DIR/certs/CertificateIssuer/``; or give
 (SGP.22 4.1, with the Confirmation Code Required Flag when a code is set),
 draws it as a QR code on the terminal and writes it as PNG with ``--qr``.
 ES2+ has no function that lists orders: ``list`` and ``show`` read the order
-store of the data folder on this host (read only).
+store (the data folder's sqlite file, or the server's PostgreSQL with
+``--store``); they change nothing.
 """
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="name in the server's TLS certificate (default: %(default)s)")
     parser.add_argument("--address", help="SM-DP+ address for the activation code (default: "
                                           "the smdpAddress the server answers)")
+    parser.add_argument("--store", metavar="URL",
+                        help="list/show: the server's postgresql:// store (default: "
+                             "orders.sqlite in --data-dir)")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="order a profile and print its activation code")
     which = create.add_mutually_exclusive_group(required=True)
@@ -132,9 +136,10 @@ def _cancel(args: argparse.Namespace) -> None:
 def _store(args: argparse.Namespace):  # -> OrderStore, opened only for list/show
     from smdpp.orders.sql import FILE_NAME
     from smdpp.orders.store import OrderStore
-    if not (args.data_dir / FILE_NAME).is_file():
+    postgres = args.store and args.store.split(":", 1)[0] in ("postgresql", "postgres")
+    if not postgres and not (args.data_dir / FILE_NAME).is_file():
         raise ValueError(f"no order store {args.data_dir / FILE_NAME}")
-    return OrderStore(args.data_dir)
+    return OrderStore(args.data_dir, url=args.store if postgres else None)
 
 
 def _list(args: argparse.Namespace) -> None:

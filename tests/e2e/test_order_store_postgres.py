@@ -2,6 +2,8 @@
 racing for the same profiles, and a whole ES2+ order and ES9+ download bookkeeping on it."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from smdpp.orders.downloads import OrderDownloads
@@ -76,6 +78,11 @@ def test_two_hosts_share_orders_in_postgres(tmp_path: Path,
             with pytest.raises(DownloadError) as exc:  # and not again through A
                 dl(a, card(a), mid)
             assert (exc.value.subject_code, exc.value.reason_code) == ("8.2", "3.7")
+            listing = subprocess.run(
+                [sys.executable, "-c", "import sys; from smdpp.orders.cli import main; "
+                 "sys.exit(main())", "--data-dir", str(host_b), "--store", postgresql_url,
+                 "list", "--state", "Installed"], capture_output=True, text=True, timeout=60)
+            assert iccid in listing.stdout, listing.stdout + listing.stderr
             with es2_client(b) as es2:  # B's ES2+ sees A's order's end
                 with pytest.raises(Exception):
                     es2.cancel_order(iccid, "Available")
