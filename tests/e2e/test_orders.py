@@ -331,3 +331,23 @@ def test_plain_http_es2p_only_on_loopback(tmp_path: Path) -> None:
             assert exc.value.reply.http_status == 403
     finally:
         server.stop()
+
+
+def test_cancel_session_ends_or_keeps_the_order(orders) -> None:
+    """The user gives no Confirmation Code: the LPA cancels (endUserRejection) and the order
+    goes to Error (SGP.22 5.6.5, our reading; 'postponed' keeping it Released is in
+    tests/unit/test_order_downloads.py)."""
+    from smdpp.euicc.client import STEP_CONFIRMATION_CODE
+    (server,), endpoint = orders
+    with es2_client(server) as es2:
+        iccid = es2.download_order(iccid=pool_iccid(6))
+        mid = es2.confirm_order(iccid, release=True, confirmation_code="0000")["matchingId"]
+    with pytest.raises(DownloadError) as exc:
+        dl(server, card(server), mid)  # no code: the LPA cancels the session
+    assert exc.value.step == STEP_CONFIRMATION_CODE
+    show = subprocess.run(ORDER + ["--data-dir", str(server.data_dir), "show", iccid],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert re.search(r"state:\s+Error", show.stdout), show.stdout
+    with pytest.raises(DownloadError) as exc:
+        dl(server, card(server), mid, cc="0000")
+    assert (exc.value.subject_code, exc.value.reason_code) == ("8.2", "3.7")
