@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from smdpp import asn1, status
 from smdpp.bsp import PeerKeyError
 from smdpp.errors import EuiccReportedError, SgpError
-from smdpp.es8p import bind_profile_package, new_one_time_key, protect_profile_package
+from smdpp.es8p import (ProtectedProfilePackage, bind_profile_package, new_one_time_key,
+                        protect_profile_package)
 from smdpp.pki.ecdsa import sign_plain, verify_plain
 from smdpp.pki.store import CertificateStore
 from smdpp.profiles.inventory import InvalidUpp, Profile, ProfileInventory, profile_from_upp
@@ -331,7 +332,7 @@ class RspEngine:
         return {"transactionId": tid, "boundProfilePackage": bpp.der}
 
     def _ordered_material(self, session: Session, hash_cc: bytes | None
-                          ) -> tuple[Profile, bytes, Any]:
+                          ) -> tuple[Profile, bytes, ProtectedProfilePackage | bytes]:
         """An order's profile, metadata and package to bind, after its Confirmation Code
         (SGP.22 5.6.2); a refusal that ends the order ends the session too."""
         assert self.orders is not None and session.iccid and session.eid
