@@ -20,6 +20,7 @@ from smdpp.errors import SgpError
 from smdpp.orders import identifiers
 from smdpp.orders.states import CANCELLABLE, Event, InvalidTransition, ProfileState, next_state
 from smdpp.orders.store import OrderStore, ProfileRecord
+from smdpp.orders.templates import personalize_ordered
 from smdpp import status
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,15 @@ class Es2pCore:
                 raise status.profile_type_unknown(f"no profile of type {profile_type!r}")
             raise status.profile_type_unavailable(f"no Available profile of type "
                                                   f"{profile_type!r} is left")
+        if record.template is not None:  # a CSV row: personalized now, at order time
+            try:
+                personalize_ordered(self.store, record)
+            except ValueError as exc:
+                self.store.update(record, next_state(record.state, Event.CANCEL_UNAVAILABLE),
+                                  error=str(exc)[:200])
+                log.error("ES2+ %s: downloadOrder: %s; the profile is now Unavailable",
+                          operator, exc)
+                raise status.internal_error(f"ICCID {record.iccid} could not be personalized")
         log.info("ES2+ %s: downloadOrder ICCID %s (%s) -> %s%s", operator, record.iccid,
                  record.profile_type, record.state.value, f", EID {eid}" if eid else "")
         return {"iccid": record.iccid}

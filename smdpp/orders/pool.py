@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smdpp.orders.store import OrderStore
+from smdpp.orders.templates import TEMPLATE_SUFFIX, load_templates
 from smdpp.profiles.generate import DEFAULT_PROFILE_TYPE as TEST_PROFILE_TYPE
 from smdpp.profiles.generate import generate_test_profile
 from smdpp.profiles.identifiers import luhn_check_digit
@@ -52,7 +53,8 @@ def load_pool(pool_dir: Path, store: OrderStore) -> PoolScan:
     if not pool_dir.is_dir():
         return PoolScan(0, 0, 0)
     seen: dict[str, str] = {}
-    for path in sorted(p for p in pool_dir.iterdir() if p.suffix == ".der"):
+    for path in sorted(p for p in pool_dir.iterdir()
+                       if p.suffix == ".der" and not p.name.endswith(TEMPLATE_SUFFIX)):
         try:
             if path.stat().st_size > MAX_UPP:
                 raise InvalidUpp(f"larger than {MAX_UPP} bytes")
@@ -78,7 +80,8 @@ def load_pool(pool_dir: Path, store: OrderStore) -> PoolScan:
         else:
             known += 1
     log.info("pool %s: %d new profile(s), %d known, %d skipped", pool_dir, added, known, skipped)
-    return PoolScan(added, known, skipped)
+    rows = load_templates(pool_dir, store)  # NAME.template.der + NAME.csv
+    return PoolScan(added + rows.added, known + rows.known, skipped + rows.skipped)
 
 
 def pool_test_iccid(serial: int) -> str:
@@ -93,7 +96,7 @@ def ensure_test_pool(pool_dir: Path, store: OrderStore, count: int = TEST_POOL_S
     Returns how many were written (0 when the folder holds a UPP or the store a profile).
     """
     pool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if any(p.suffix == ".der" for p in pool_dir.iterdir()) or store.counts():
+    if any(p.suffix in (".der", ".csv") for p in pool_dir.iterdir()) or store.counts():
         return 0
     for serial in range(1, count + 1):
         upp = generate_test_profile(iccid=pool_test_iccid(serial), imsi=f"00101{serial:010d}",

@@ -39,11 +39,16 @@ CREATE TABLE IF NOT EXISTS order_profiles (
     error TEXT,
     source TEXT,
     upp {blob} NOT NULL,
+    template TEXT,
     version INTEGER NOT NULL DEFAULT 0,
     updated {real} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS order_profiles_pool ON order_profiles (profile_type, state);
 CREATE INDEX IF NOT EXISTS order_profiles_eid ON order_profiles (eid, state);
+CREATE TABLE IF NOT EXISTS order_templates (
+    digest TEXT PRIMARY KEY,
+    der {blob} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS order_calls (
     requester TEXT NOT NULL,
     call_id TEXT NOT NULL,

@@ -31,10 +31,11 @@ CALL_ID_LIFETIME = 7 * 86400.0  # seconds a functionCallIdentifier is remembered
 _ALLOCATE_ATTEMPTS = 20
 
 _COLUMNS = ("iccid", "profile_type", "state", "eid", "matching_id", "cc_hash", "cc_attempts",
-            "operator", "transaction_id", "delivered", "error", "version", "updated")
+            "operator", "transaction_id", "delivered", "error", "template", "version", "updated")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM order_profiles"
 #: Columns :meth:`OrderStore.update` may set besides the state.
-_UPDATABLE = frozenset(_COLUMNS) - {"iccid", "profile_type", "state", "version", "updated"}
+_UPDATABLE = frozenset(_COLUMNS) - {"iccid", "profile_type", "state", "version", "updated",
+                                    "template"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class ProfileRecord:
     transaction_id: str | None  # the ES9+ session that took the profile
     delivered: bool  # a Bound Profile Package of it went out
     error: str | None
+    template: str | None  # not personalized yet: the digest of its template (smdpp.orders.templates)
     version: int
     updated: float
 
@@ -124,16 +126,60 @@ class OrderStore:
                  self.clock())) == 1:
             return True
         self._execute("UPDATE order_profiles SET upp = ?, profile_type = ?, source = ? "
-                      "WHERE iccid = ? AND state = ? AND source <> ?",
+                      "WHERE iccid = ? AND state = ? AND source <> ? AND template IS NULL",
                       (sealed, profile_type, source, iccid, ProfileState.AVAILABLE.value, source))
         return False
 
     def upp(self, iccid: str) -> bytes | None:
-        """The unsealed UPP of a profile; ValueError if the stored value was altered."""
-        row = self._one("SELECT upp FROM order_profiles WHERE iccid = ?", (iccid,))
+        """The unsealed UPP of a profile; ValueError if the stored value was altered
+        or the profile is not personalized yet."""
+        row = self._one("SELECT upp, template FROM order_profiles WHERE iccid = ?", (iccid,))
         if row is None:
             return None
+        if row[1] is not None:
+            raise ValueError(f"ICCID {iccid} is not personalized yet")
         return self._sealer.unseal(bytes(row[0]), b"upp:" + iccid.encode())
+
+    # -- templates personalized at order time (smdpp.orders.templates) ------------
+
+    def add_template(self, digest: str, der: bytes) -> None:
+        """Keep a profile template (sealed: it may hold default keys) under its SHA-256."""
+        self._execute("INSERT INTO order_templates (digest, der) VALUES (?, ?) "
+                      "ON CONFLICT DO NOTHING",
+                      (digest, self._sealer.seal(der, b"template:" + digest.encode())))
+
+    def template_der(self, digest: str) -> bytes | None:
+        """A template kept by :meth:`add_template`."""
+        row = self._one("SELECT der FROM order_templates WHERE digest = ?", (digest,))
+        if row is None:
+            return None
+        return self._sealer.unseal(bytes(row[0]), b"template:" + digest.encode())
+
+    def add_subscription(self, iccid: str, profile_type: str, digest: str, subscription: bytes,
+                         source: str) -> bool:
+        """Put a subscription (a CSV row, encoded) into the pool as ``Available``, to be
+        personalized from template ``digest`` when ordered; False if the ICCID is known."""
+        return self._execute(
+            "INSERT INTO order_profiles (iccid, profile_type, state, upp, template, source, "
+            "updated) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (iccid, profile_type, ProfileState.AVAILABLE.value,
+             self._sealer.seal(subscription, b"subscription:" + iccid.encode()), digest,
+             source, self.clock())) == 1
+
+    def subscription(self, iccid: str) -> tuple[str, bytes] | None:
+        """(template digest, encoded subscription) of a profile not personalized yet."""
+        row = self._one("SELECT template, upp FROM order_profiles WHERE iccid = ?", (iccid,))
+        if row is None or row[0] is None:
+            return None
+        return row[0], self._sealer.unseal(bytes(row[1]), b"subscription:" + iccid.encode())
+
+    def fill_upp(self, record: "ProfileRecord", upp: bytes) -> bool:
+        """Replace the subscription of a profile by its personalized UPP (compare-and-set)."""
+        return self._execute(
+            "UPDATE order_profiles SET upp = ?, template = NULL, version = version + 1 "
+            "WHERE iccid = ? AND version = ? AND template IS NOT NULL",
+            (self._sealer.seal(upp, b"upp:" + record.iccid.encode()), record.iccid,
+             record.version)) == 1
 
     def allocate(self, profile_type: str | None, iccid: str | None, to: ProfileState,
                  **fields: Any) -> ProfileRecord | None:
