@@ -163,7 +163,8 @@ def serve(engine: RspEngine, args: argparse.Namespace,
         engine.store.close()
         return 1
     address = port.getHost()
-    if orders is not None and not _serve_orders(orders, engine, args, reactor, es2_listen):
+    if orders is not None and not _serve_orders(orders, engine, args, reactor, es2_listen,
+                                                limits):
         engine.store.close()
         return 1
     reload_crls_on_sighup(engine.certs, reactor, orders.load_pool if orders else None)
@@ -182,14 +183,15 @@ def serve(engine: RspEngine, args: argparse.Namespace,
 
 
 def _serve_orders(orders: OrdersService, engine: RspEngine, args: argparse.Namespace,
-                  reactor: Any, listen: Callable[[Any], Any] | None = None) -> bool:
+                  reactor: Any, listen: Callable[[Any], Any] | None = None,
+                  limits: Any = None) -> bool:
     """Listen for ES2+ and start sending notifications; False after a "cannot start" line."""
     from twisted.internet.error import CannotListenError
     host = args.es2_host or args.host
     try:
         url = orders.listen_es2(reactor, host, args.es2_port, certs=engine.certs,
                                 plain_http=args.es2_plain_http, cert_file=args.es2_cert,
-                                key_file=args.es2_key, listen=listen)
+                                key_file=args.es2_key, listen=listen, limits=limits)
     except CannotListenError as exc:
         log.error("cannot listen for ES2+ on %s:%d: %s", host, args.es2_port, exc.socketError)
         return False

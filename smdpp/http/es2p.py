@@ -95,15 +95,20 @@ class Es2pApi:
         return HttpResponse(200, _JSON_HEADERS, _success(result))
 
 
-def es2_factory(api: Es2pApi, dptls: Any | None) -> Any:
+def es2_factory(api: Es2pApi, dptls: Any | None, limits: Any | None = None) -> Any:
     """The Twisted factory of the ES2+ listener: the HTTP/1.1 server, under mutual TLS if ``dptls``.
 
     ``dptls`` is a :class:`smdpp.http.tls.DptlsServer` of its own (its
-    contexts are switched to require client certificates).
+    contexts are switched to require client certificates); ``limits``
+    (:class:`smdpp.http.guard.Limits`) are the deadlines and connection caps of
+    the ES9+ listener, applied here the same way.
     """
+    from smdpp.http.guard import ConnectionGuard, GuardedFactory, Limits
     from smdpp.http.server import HttpFactory
-    site = HttpFactory(api.handle, api.max_body, peer_certificates=dptls is not None)
-    if dptls is None:
-        return site
-    dptls.require_client_certificates()
-    return dptls.wrap(site)
+    limits = limits or Limits()
+    factory: Any = HttpFactory(api.handle, api.max_body, limits=limits,
+                               peer_certificates=dptls is not None)
+    if dptls is not None:
+        dptls.require_client_certificates()
+        factory = dptls.wrap(factory, limits.tls_handshake_timeout)
+    return GuardedFactory(factory, ConnectionGuard(limits.max_connections, limits.max_per_client))

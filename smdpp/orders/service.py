@@ -57,12 +57,14 @@ class OrdersService:
 
     def listen_es2(self, reactor: Any, host: str, port: int, *, certs: Any = None,
                    plain_http: bool = False, cert_file: Path | None = None,
-                   key_file: Path | None = None, listen: Any = None) -> str:
+                   key_file: Path | None = None, listen: Any = None,
+                   limits: Any = None) -> str:
         """Listen for ES2+; returns the base URL it serves.  ValueError when it cannot.
 
         ``certs`` is the server's CertificateStore (its DPtls are served),
         unless ``cert_file``/``key_file`` name the ES2+ certificate.
-        ``listen(factory)`` opens the port instead of TCP on host:port (``--workers``).
+        ``listen(factory)`` opens the port instead of TCP on host:port (``--workers``);
+        ``limits`` are the ES9+ listener's deadlines and connection caps.
         """
         from smdpp.http.es2p import Es2pApi, es2_factory
         dptls = None
@@ -72,7 +74,7 @@ class OrdersService:
         else:
             dptls = self._tls_server(certs, cert_file, key_file)
         api = Es2pApi(self.core, self.operators, client_certificates=not plain_http)
-        factory = es2_factory(api, dptls)
+        factory = es2_factory(api, dptls, limits)
         listening = (listen(factory) if listen is not None
                      else reactor.listenTCP(port, factory, interface=host))
         address = listening.getHost()
