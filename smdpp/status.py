@@ -34,7 +34,7 @@ __all__ = [
     "matching_id_in_use", "matching_id_invalid_association", "eid_refused",
     "profile_not_released", "profile_unavailable", "confirmation_code_missing",
     "confirmation_code_refused", "confirmation_code_retries_exceeded",
-    "installation_failed",
+    "installation_failed", "session_expired", "session_cancelled",
 ]
 
 # (subjectCode, reasonCode) -> (meaning, SGP.22 section): the README's table
@@ -82,6 +82,10 @@ CODES: dict[tuple[str, str], tuple[str, str]] = {
     ("8.2", "1.2"): ("Profile not released for download yet", "5.6.3"),
     ("8.2", "3.7"): ("Profile unavailable: downloaded already, or in Error", "5.6.2, 5.6.3"),
     ("8.2", "4.2"): ("Profile installation failed on the eUICC (to the operator)", "5.3.5"),
+    ("8.10.1", "4.10"): ("the download session expired before its end (to the operator; "
+                         "our choice of code)", "5.3.5, 3.1.3"),
+    ("8.1", "3.8"): ("the eUICC cancelled the download (cancelSession; to the operator; our "
+                     "choice of code)", "5.3.5, 5.6.5"),
     ("8.2.7", "2.2"): ("Confirmation Code missing", "5.6.2"),
     ("8.2.7", "3.8"): ("Confirmation Code refused (wrong)", "5.6.2"),
     ("8.2.7", "6.4"): ("Confirmation Code: maximum number of retries exceeded", "5.6.2"),
@@ -278,6 +282,21 @@ def profile_unavailable(message: str) -> SgpError:
 def installation_failed(message: str) -> SgpError:
     """8.2 / 4.2: the eUICC reported a failed installation (to the operator, SGP.22 5.3.5)."""
     return _error("8.2", "4.2", message)
+
+
+def session_expired(message: str) -> SgpError:
+    """8.10.1 / 4.10: the download session (TransactionId) reached its time to live before
+    the eUICC's result came; told to the operator (SGP.22 5.3.5).  Our choice of pair: the
+    spec text naming one was not available; 4.10 is "Time to Live Expired" of the common
+    reason codes."""
+    return _error("8.10.1", "4.10", message)
+
+
+def session_cancelled(message: str) -> SgpError:
+    """8.1 / 3.8: the eUICC (LPA, user) cancelled the download with ES9+.CancelSession
+    (SGP.22 5.6.5); told to the operator (5.3.5), the CancelSessionReason in the message.
+    Our choice of pair (subject eUICC, reason Refused): the spec text was not available."""
+    return _error("8.1", "3.8", message)
 
 
 def confirmation_code_missing(message: str) -> SgpError:

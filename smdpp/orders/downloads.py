@@ -17,7 +17,9 @@ profile states, Confirmation Codes and the operator's notifications is here:
   Bound Profile Package (a retry of the same session is let through).  Point 3.
 * :meth:`OrderDownloads.installation_result` (HandleNotification, 5.6.4):
   ``Installed`` or ``Error``, point 4 with the eUICC's signed result as
-  received; :meth:`OrderDownloads.session_cancelled` (CancelSession, 5.6.5).
+  received; :meth:`OrderDownloads.session_cancelled` (CancelSession, 5.6.5) and
+  :meth:`OrderDownloads.session_expired` (the session's lifetime passed, 3.1.3),
+  each told to the operator at the point the download had reached.
 """
 from __future__ import annotations
 
@@ -183,14 +185,50 @@ class OrderDownloads:
         self.notifier.notify(record, NotificationPoint.BPP_INSTALLATION, eid=eid, error=error,
                              result_data=result_data)
 
+    @staticmethod
+    def _point_reached(record: ProfileRecord) -> NotificationPoint:
+        """The notification point (SGP.22 5.3.5) at which an unfinished download stopped:
+        BPP installation once the Bound Profile Package went out, else BPP download."""
+        return (NotificationPoint.BPP_INSTALLATION if record.delivered
+                else NotificationPoint.BPP_DOWNLOAD)
+
     def session_cancelled(self, iccid: str, eid: str, transaction_id: str, reason: int) -> None:
-        """CancelSession (SGP.22 5.6.5): postponed/timeout keep the order Released, else Error."""
+        """CancelSession (SGP.22 5.6.5): postponed/timeout keep the order Released, else Error.
+
+        Either way the operator hears it (HandleDownloadProgressInfo, 5.3.5) at the
+        point the download had reached, ``Failed`` with the CancelSessionReason; the
+        point and the code (:func:`smdpp.status.session_cancelled`) are our choice,
+        the SGP.22 text naming them was not available to us.
+        """
         record = self.store.get(iccid)
-        if record is None:
+        if record is None or record.transaction_id not in (None, transaction_id):
             return
+        error = status.session_cancelled(f"cancelSession reason {reason}")
         if reason in RETRYABLE_CANCEL_REASONS and record.state is ProfileState.RELEASED:
             log.info("transactionId=%s: ICCID %s stays Released (cancel reason %d)",
                      transaction_id, iccid, reason)
+        else:
+            finished = self._finish(iccid, transaction_id, Event.SESSION_CANCELLED,
+                                    error=f"cancelSession reason {reason}")
+            if finished is None:
+                return
+            record = finished
+        self.notifier.notify(record, self._point_reached(record), eid=eid, error=error)
+
+    def session_expired(self, iccid: str, eid: str, transaction_id: str,
+                        bpp_delivered: bool) -> None:
+        """The session expired before its end (SGP.22 3.1.3; our reading, see
+        :mod:`smdpp.orders.states`): before the BPP went out the profile stays
+        ``Released`` for a new attempt; after it, ``Downloaded`` -> ``Error`` and the
+        operator hears it at point 4 (5.3.5), ``Failed`` with 8.10.1 / 4.10."""
+        if not bpp_delivered:
+            log.info("transactionId=%s: session expired before the BPP; ICCID %s stays as it "
+                     "was for a new attempt", transaction_id, iccid)
             return
-        self._finish(iccid, transaction_id, Event.SESSION_CANCELLED,
-                     error=f"cancelSession reason {reason}")
+        record = self._finish(iccid, transaction_id, Event.SESSION_EXPIRED,
+                              error="the session expired with no installation result")
+        if record is not None:
+            self.notifier.notify(record, NotificationPoint.BPP_INSTALLATION, eid=eid,
+                                 error=status.session_expired(
+                                     "the session expired after the Bound Profile Package "
+                                     "went out, with no installation result"))

@@ -18,6 +18,12 @@ Our reading where SGP.22 leaves the SM-DP+ a choice:
   reasons (rejection by the user, PPR not allowed, metadata mismatch, a
   failed BPP load, undefined) put it in ``Error``.
 * Too many wrong Confirmation Codes (3.1.3, 5.6.2) put it in ``Error``.
+* A session that expires (3.1.3: an RSP session has a limited lifetime)
+  before the Bound Profile Package went out leaves the profile ``Released``
+  so that the subscriber can try again; one that expires after it went out,
+  with no ProfileInstallationResult, puts it in ``Error`` (the BPP may be on
+  the eUICC) and the operator hears it (5.3.5).  The SGP.22 text on expiry
+  was not available to us: this is our choice.
 * A profile that was ``Downloaded`` never goes back to ``Available``: it may
   be on an eUICC, and one profile goes to one eUICC only.
 
@@ -58,6 +64,7 @@ class Event(str, enum.Enum):
     INSTALLED = "profileInstallationResult:success"  # ES9+ 5.6.4
     INSTALL_FAILED = "profileInstallationResult:error"  # ES9+ 5.6.4
     SESSION_CANCELLED = "cancelSession"  # ES9+ 5.6.5, a reason that ends the order
+    SESSION_EXPIRED = "session:expired"  # 3.1.3, after the BPP went out, no result
 
 
 S = ProfileState
@@ -78,6 +85,7 @@ TRANSITIONS: dict[Event, dict[ProfileState, ProfileState]] = {
     Event.INSTALLED: {S.DOWNLOADED: S.INSTALLED},
     Event.INSTALL_FAILED: {S.DOWNLOADED: S.ERROR},
     Event.SESSION_CANCELLED: {S.RELEASED: S.ERROR, S.DOWNLOADED: S.ERROR},
+    Event.SESSION_EXPIRED: {S.DOWNLOADED: S.ERROR},
 }
 
 #: States in which a profile belongs to an order that CancelOrder may end.

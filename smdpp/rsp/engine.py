@@ -92,8 +92,13 @@ class RspEngine:
             raise status.unknown_transaction(f"unknown transactionId {tid}")
         if self.clock() > session.expires:
             if not session.state.finished:
+                delivered = session.state is SessionState.BPP_DELIVERED
                 self._end(session, EXPIRED, {"error": "expired"})
                 log.info("transactionId=%s: expired", tid)
+                if session.ordered and self.orders is not None and session.iccid \
+                        and session.eid:
+                    # the order goes back where an unfinished download leaves it (3.1.3)
+                    self.orders.session_expired(session.iccid, session.eid, tid, delivered)
             raise status.unknown_transaction(f"transactionId {tid} has expired")
         allowed = ALLOWED[function]
         if session.state not in allowed:

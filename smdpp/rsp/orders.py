@@ -44,3 +44,8 @@ class OrderLookup(Protocol):
     def session_cancelled(self, iccid: str, eid: str, transaction_id: str,
                           reason: int) -> None:
         """cancelSession (SGP.22 5.6.5)."""
+
+    def session_expired(self, iccid: str, eid: str, transaction_id: str,
+                        bpp_delivered: bool) -> None:
+        """The session's lifetime passed before its end (SGP.22 3.1.3); ``bpp_delivered``:
+        a Bound Profile Package of it went out."""

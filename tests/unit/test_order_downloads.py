@@ -151,6 +151,48 @@ def test_cancel_session_reasons(world) -> None:
     assert store.get(iccid).state is ProfileState.RELEASED  # type: ignore[union-attr]
     downloads.session_cancelled(iccid, eid, TID, 0)  # end user rejection
     assert store.get(iccid).state is ProfileState.ERROR  # type: ignore[union-attr]
+    # the operator hears both (SGP.22 5.3.5), at the point reached: BPP download, Failed
+    assert _deliver(store, registry, server) == 2
+    assert [(b["notificationPointId"], b["notificationPointStatus"]["status"],
+             b["notificationPointStatus"]["statusCodeData"]["message"])
+            for _, b in Receiver.received] == [(3, "Failed", "cancelSession reason 1"),
+                                               (3, "Failed", "cancelSession reason 0")]
+
+
+def test_cancel_session_after_the_bpp_notifies_installation_failed(world) -> None:
+    store, registry, downloads, es2, server = world
+    eid = order_eid(3)
+    iccid = es2("downloadOrder", iccid=pool_iccid(3))["iccid"]
+    es2("confirmOrder", iccid=iccid, releaseFlag=True)
+    downloads.bpp_delivered(iccid, eid, TID)
+    downloads.session_cancelled(iccid, eid, TID2, 5)  # another session: not this profile's
+    assert store.get(iccid).state is ProfileState.DOWNLOADED  # type: ignore[union-attr]
+    downloads.session_cancelled(iccid, eid, TID, 5)  # loadBppExecutionError
+    assert store.get(iccid).state is ProfileState.ERROR  # type: ignore[union-attr]
+    assert _deliver(store, registry, server) == 2
+    assert [(b["notificationPointId"], b["notificationPointStatus"]["status"])
+            for _, b in Receiver.received] == [(3, "Executed-Success"), (4, "Failed")]
+
+
+def test_session_expiry_before_and_after_the_bpp(world) -> None:
+    store, registry, downloads, es2, server = world
+    eid = order_eid(3)
+    iccid = es2("downloadOrder", iccid=pool_iccid(2))["iccid"]
+    es2("confirmOrder", iccid=iccid, releaseFlag=True)
+    downloads.session_expired(iccid, eid, TID, False)  # before the BPP: try again
+    assert store.get(iccid).state is ProfileState.RELEASED  # type: ignore[union-attr]
+    assert store.queued() == 0
+    downloads.bpp_delivered(iccid, eid, TID2)
+    downloads.session_expired(iccid, eid, TID, True)  # not the session that took it
+    assert store.get(iccid).state is ProfileState.DOWNLOADED  # type: ignore[union-attr]
+    downloads.session_expired(iccid, eid, TID2, True)
+    record = store.get(iccid)
+    assert record is not None and record.state is ProfileState.ERROR
+    assert _deliver(store, registry, server) == 2
+    last = Receiver.received[-1][1]
+    assert last["notificationPointId"] == 4
+    assert last["notificationPointStatus"]["statusCodeData"]["subjectCode"] == "8.10.1"
+    assert last["notificationPointStatus"]["statusCodeData"]["reasonCode"] == "4.10"
 
 
 def test_operator_down_then_back(world, tmp_path: Path) -> None:

@@ -88,3 +88,36 @@ def test_engine_ends_the_session_when_the_codes_run_out(world) -> None:
     assert_failed(flow.get_bpp(_prepare(flow, "8")), "8.2.7", "6.4")
     assert engine.store.get(flow.tid).state is FAILED  # type: ignore[union-attr]
     assert store.get(iccid).state is ProfileState.ERROR  # type: ignore[union-attr]
+
+
+def _expire(engine: RspEngine) -> None:
+    engine.clock.now += engine.config.session_lifetime + 1  # type: ignore[attr-defined]
+
+
+def test_expiry_before_the_bpp_leaves_the_order_released_for_a_retry(world) -> None:
+    engine, store, es2, material = world
+    iccid, mid, flow = _authenticated(world, "7")
+    _expire(engine)
+    assert_failed(flow.get_bpp(_prepare(flow, "7")), "8.10.1", "3.9")
+    assert engine.store.get(flow.tid).state is SessionState.EXPIRED  # type: ignore[union-attr]
+    assert store.get(iccid).state is ProfileState.RELEASED  # type: ignore[union-attr]
+    again = _flow(engine, material, mid)  # the subscriber scans the code again
+    assert_ok(again.initiate())
+    assert_ok(again.authenticate())
+    assert_ok(again.get_bpp(_prepare(again, "7")))
+    assert store.get(iccid).state is ProfileState.DOWNLOADED  # type: ignore[union-attr]
+
+
+def test_expiry_after_the_bpp_without_a_result_puts_the_order_in_error(world) -> None:
+    engine, store, es2, material = world
+    iccid, mid, flow = _authenticated(world, "7")
+    assert_ok(flow.get_bpp(_prepare(flow, "7")))
+    installed = flow.install()
+    _expire(engine)
+    assert flow.notify(installed).http_status != 204  # too late: the session has expired
+    assert engine.store.get(flow.tid).state is SessionState.EXPIRED  # type: ignore[union-attr]
+    record = store.get(iccid)
+    assert record is not None and record.state is ProfileState.ERROR
+    again = _flow(engine, material, mid)
+    assert_ok(again.initiate())
+    assert_failed(again.authenticate(), "8.2", "3.7")
