@@ -215,6 +215,19 @@ class OrderDownloads:
             record = finished
         self.notifier.notify(record, self._point_reached(record), eid=eid, error=error)
 
+    def downloads_expired(self, session_lifetime: float) -> int:
+        """``Downloaded`` profiles whose BPP went out more than ``session_lifetime`` seconds
+        ago (by the order store's clock) and no result came: their session has certainly
+        expired (it began before the BPP went out), so :meth:`session_expired` after
+        delivery.  Several processes may sweep at once: the compare-and-set lets one win."""
+        before = self.store.clock() - session_lifetime
+        stale = [record for record in self.store.profiles(ProfileState.DOWNLOADED)
+                 if record.updated < before and record.transaction_id]
+        for record in stale:
+            self.session_expired(record.iccid, record.eid or "", str(record.transaction_id),
+                                 True)
+        return len(stale)
+
     def session_expired(self, iccid: str, eid: str, transaction_id: str,
                         bpp_delivered: bool) -> None:
         """The session expired before its end (SGP.22 3.1.3; our reading, see

@@ -429,6 +429,10 @@ class RspEngine:
         now = self.clock()
         count = self.store.expire(now)
         self.caches.expire(now)
+        if self.orders is not None:
+            # the store drops expired sessions without the engine seeing them: the orders
+            # they had taken are found by the time their BPP went out (SGP.22 3.1.3)
+            self.orders.downloads_expired(self.config.session_lifetime)
         if count:
             log.info("expired %d session(s)", count)
         return count

@@ -49,3 +49,8 @@ class OrderLookup(Protocol):
                         bpp_delivered: bool) -> None:
         """The session's lifetime passed before its end (SGP.22 3.1.3); ``bpp_delivered``:
         a Bound Profile Package of it went out."""
+
+    def downloads_expired(self, session_lifetime: float) -> int:
+        """The housekeeping sweep (sessions past their lifetime are dropped unseen): every
+        order whose Bound Profile Package went out longer than ``session_lifetime`` ago with
+        no result is treated as :meth:`session_expired` after delivery; return how many."""

@@ -195,6 +195,26 @@ def test_session_expiry_before_and_after_the_bpp(world) -> None:
     assert last["notificationPointStatus"]["statusCodeData"]["reasonCode"] == "4.10"
 
 
+def test_sweep_finds_downloads_whose_session_expired(world) -> None:
+    store, registry, downloads, es2, server = world
+    eid = order_eid(3)
+    taken, waiting = (es2("downloadOrder", iccid=pool_iccid(n))["iccid"] for n in (1, 2))
+    for iccid in (taken, waiting):
+        es2("confirmOrder", iccid=iccid, releaseFlag=True)
+    downloads.bpp_delivered(taken, eid, TID)
+    assert downloads.downloads_expired(600.0) == 0  # the session may still be live
+    assert store.get(taken).state is ProfileState.DOWNLOADED  # type: ignore[union-attr]
+    later = store.get(taken).updated + 601.0  # type: ignore[union-attr]
+    store.clock = lambda: later
+    assert downloads.downloads_expired(600.0) == 1
+    assert store.get(taken).state is ProfileState.ERROR  # type: ignore[union-attr]
+    assert store.get(waiting).state is ProfileState.RELEASED  # type: ignore[union-attr]
+    assert downloads.downloads_expired(600.0) == 0
+    assert _deliver(store, registry, server) == 2
+    assert [(b["notificationPointId"], b["notificationPointStatus"]["status"])
+            for _, b in Receiver.received] == [(3, "Executed-Success"), (4, "Failed")]
+
+
 def test_operator_down_then_back(world, tmp_path: Path) -> None:
     store, registry, downloads, es2, server = world
     down = HTTPServer(("127.0.0.1", 0), Receiver)

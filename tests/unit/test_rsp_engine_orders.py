@@ -121,3 +121,17 @@ def test_expiry_after_the_bpp_without_a_result_puts_the_order_in_error(world) ->
     again = _flow(engine, material, mid)
     assert_ok(again.initiate())
     assert_failed(again.authenticate(), "8.2", "3.7")
+
+
+def test_the_expiry_sweep_puts_a_download_without_a_result_in_error(world) -> None:
+    engine, store, es2, material = world
+    iccid, mid, flow = _authenticated(world, "7")
+    assert_ok(flow.get_bpp(_prepare(flow, "7")))
+    engine.expire_sessions()  # the session is live: nothing changes
+    assert store.get(iccid).state is ProfileState.DOWNLOADED  # type: ignore[union-attr]
+    _expire(engine)
+    later = store.get(iccid).updated + engine.config.session_lifetime + 1  # type: ignore[union-attr]
+    store.clock = lambda: later
+    assert engine.expire_sessions() == 1  # the session is dropped unseen ...
+    assert engine.store.get(flow.tid) is None
+    assert store.get(iccid).state is ProfileState.ERROR  # type: ignore[union-attr]  # ... not its order
