@@ -19,13 +19,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from smdpp.euicc.card import SoftEuicc
-from smdpp.euicc.client import DownloadError, download
+from smdpp.asn1.tlv import encode_tlv, parse_single
+from smdpp.euicc.client import (DownloadError, confirmation_code_hash, download,
+                                prepare_download_request)
+from smdpp.euicc.es9 import b64d
 from smdpp.euicc.es9 import Es9Client
 from smdpp.orders.client import Es2pClient, Es2pFailed
 from tests.orders_fixtures import PROFILE_TYPE, order_eid, pool_iccid, write_pool
 
 from .conftest import REPO, RunningServer, start_server
-from .flow import ADDRESS
+from .flow import ADDRESS, Flow, assert_failed, assert_ok
 from .operator_endpoint import OperatorEndpoint
 
 ES2_READY = re.compile(r"serving ES2\+ on (https?://[0-9.]+:\d+)/")
@@ -348,6 +351,53 @@ def test_cancel_session_ends_or_keeps_the_order(orders) -> None:
     show = subprocess.run(ORDER + ["--data-dir", str(server.data_dir), "show", iccid],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert re.search(r"state:\s+Error", show.stdout), show.stdout
+    # the operator hears the cancelled download (SGP.22 5.3.5): point 3, Failed
+    received = endpoint.wait_for(2)
+    assert [(b["notificationPointId"], b["notificationPointStatus"]["status"])
+            for _, b, _ in received] == [(1, "Executed-Success"), (3, "Failed")]
+    assert received[1][1]["notificationPointStatus"]["statusCodeData"]["message"] == \
+        "cancelSession reason 0"
     with pytest.raises(DownloadError) as exc:
         dl(server, card(server), mid, cc="0000")
     assert (exc.value.subject_code, exc.value.reason_code) == ("8.2", "3.7")
+
+
+def _prepare_with(flow: Flow, code: str) -> bytes:
+    """ES10b.PrepareDownload on the card with the hashCc of ``code``."""
+    return flow.card.prepare_download(prepare_download_request(
+        b64d(flow.auth["smdpSigned2"]), b64d(flow.auth["smdpSignature2"]),
+        b64d(flow.auth["smdpCertificate"]),
+        confirmation_code_hash(code, bytes.fromhex(flow.tid))))
+
+
+def _prepare_without_hash_cc(flow: Flow) -> bytes:
+    """The PrepareDownloadResponse of an eUICC that ignores ccRequiredFlag: euiccSigned2
+    without hashCc, validly signed with the eUICC's own key (SGP.22 5.7.5)."""
+    ok = parse_single(_prepare_with(flow, "unused"), b"\xbf\x21").children()[0]
+    signed2 = ok.children()[0]
+    euicc_signed2 = encode_tlv(b"\x30", b"".join(
+        part.raw for part in signed2.children() if part.tag != b"\x04"))  # drop hashCc
+    signature = flow.card.sign(euicc_signed2 + b64d(flow.auth["smdpSignature2"]))
+    return encode_tlv(b"\xbf\x21", encode_tlv(b"\xa0", euicc_signed2
+                                              + encode_tlv(b"\x5f\x37", signature)))
+
+
+def test_missing_confirmation_code_over_http(orders) -> None:
+    """An order with a Confirmation Code, a signed prepareDownloadResponse without hashCc
+    over real HTTP: 8.2.7 / 2.2 (SGP.22 5.6.2), the session and the order stay usable,
+    the operator hears point 2 Failed; then the right code downloads."""
+    (server,), endpoint = orders
+    with es2_client(server) as es2:
+        iccid = es2.download_order(iccid=pool_iccid(7))
+        mid = es2.confirm_order(iccid, release=True, confirmation_code="2468")["matchingId"]
+    with Es9Client(server.url) as client:
+        flow = Flow(client, card(server), matching_id=mid)
+        assert_ok(flow.initiate())
+        assert_ok(flow.authenticate())
+        assert_failed(flow.get_bpp(_prepare_without_hash_cc(flow)), "8.2.7", "2.2")
+        assert_ok(flow.get_bpp(_prepare_with(flow, "2468")))
+    received = endpoint.wait_for(3)
+    assert [(b["notificationPointId"], b["notificationPointStatus"]["status"])
+            for _, b, _ in received[:3]] == [(1, "Executed-Success"), (2, "Failed"),
+                                             (3, "Executed-Success")]
+    assert received[1][1]["notificationPointStatus"]["statusCodeData"]["reasonCode"] == "2.2"
