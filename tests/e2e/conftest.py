@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -32,7 +33,25 @@ class RunningServer:
     lines: list[str] = field(default_factory=list)
 
     def log(self) -> str:
+        """What the server has printed so far, as far as the reader thread has got."""
         return "".join(self.lines)
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it contains ``text``; AssertionError naming it after ``timeout``.
+
+        A server writes a call's log line before it sends the answer, but the
+        line reaches :attr:`lines` only when the reader thread of this process
+        has read it from the pipe: a test that checks the log right after the
+        answer races that thread (and loses on a busy machine).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log()
+            if text in log:
+                return log
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} in the server log within {timeout} s:\n{self.log()}")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -32,7 +32,7 @@ def test_generated_profile_with_smdpp_lpa_command(server_factory) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert "89000123456789012341" in run.stdout
     assert saved.read_bytes() == (server.data_dir / "upp" / "SMDPP-TEST-1.der").read_bytes()
-    assert "ProfileInstallationResult success" in server.log()
+    server.wait_for_log("ProfileInstallationResult success")
 
 
 def test_smdpp_lpa_names_the_failed_step(server_factory) -> None:

@@ -53,7 +53,7 @@ def test_full_download_through_each_front(server_factory, front: str) -> None:
     with Es9Client(server.url) as client:
         result = download(client, card, smdp_address=ADDRESS, matching_id="SMDPP-TEST-1")
     assert result.iccid == "89000123456789012341"
-    assert "ProfileInstallationResult success" in server.log()
+    server.wait_for_log("ProfileInstallationResult success")
 
 
 def test_pipelined_calls_are_answered_in_order(shared_server: RunningServer) -> None:

@@ -139,7 +139,7 @@ def test_download_through_nginx(nginx_in_front: tuple[str, RunningServer]) -> No
         result = download(client, card, smdp_address=ADDRESS, matching_id="SMDPP-TEST-1")
     assert result.upp == (server.data_dir / "upp" / "SMDPP-TEST-1.der").read_bytes()
     assert result.notification_sent, result.notification_error
-    assert "ProfileInstallationResult success" in server.log()
+    server.wait_for_log("ProfileInstallationResult success")
 
 
 def test_example_renders_only_the_documented_substitutions() -> None:
