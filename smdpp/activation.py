@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["ActivationCode", "parse_activation_code", "qr_png", "qr_terminal", "QR_PREFIX"]
+__all__ = ["ActivationCode", "parse_activation_code", "qr_png", "qr_png_data_uri", "qr_terminal",
+           "QR_PREFIX"]
 
 QR_PREFIX = "LPA:"
 # matchingIds we issue and accept in codes we write: what every LPA takes
@@ -93,6 +94,11 @@ def qr_png(code: ActivationCode, path: Path, scale: int = 8) -> Path:
     """Write the QR code of ``code`` as a PNG file and return its path."""
     _qr(code).save(str(path), kind="png", scale=scale, border=4)
     return path
+
+
+def qr_png_data_uri(code: ActivationCode, scale: int = 4) -> str:
+    """The QR code of ``code`` as a ``data:image/png;base64,...`` URI, for an HTML page."""
+    return _qr(code).png_data_uri(scale=scale, border=4)
 
 
 def qr_terminal(code: ActivationCode, out: TextIO | None = None) -> None:

@@ -18,12 +18,14 @@ import base64
 import binascii
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from smdpp.errors import SgpError, bounded
 from smdpp import status
 from smdpp.logs import Throttle
+from smdpp.observe import CallOutcome, Observer
 from smdpp.rsp.engine import RspEngine
 
 log = logging.getLogger(__name__)
@@ -91,11 +93,14 @@ def _function(fields: dict[str, str], call: Callable[..., dict[str, Any] | None]
 class Es9pApi:
     """The ES9+ functions of one :class:`RspEngine`, as HTTP request -> response."""
 
-    def __init__(self, engine: RspEngine, max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(self, engine: RspEngine, max_body: int = DEFAULT_MAX_BODY,
+                 observer: Observer | None = None) -> None:
         self.engine = engine
         self.max_body = max_body
         # a full disk fails every request alike: one line per interval, not one per request
         self._server_errors = Throttle(SERVER_ERROR_LOG_INTERVAL)
+        #: told of each call of a known function, once, after the engine answered
+        self.observer = observer
         self.functions: dict[str, Function] = {
             "initiateAuthentication": _function(
                 {"euiccChallenge": "b64", "euiccInfo1": "b64", "smdpAddress": "str"},
@@ -125,46 +130,85 @@ class Es9pApi:
         if request.method != "POST":  # ES9+ functions are POST only (SGP.22 6.1)
             return _reply(405, _failed(status.malformed("ES9+ functions take POST")),
                           ((b"Allow", b"POST"),))
+        started, clock = time.time(), time.perf_counter()
+        self.engine.touched = None
+        response, error = self._call(name, function, request)
+        if self.observer is not None:
+            self.observer(self._outcome(name, started, time.perf_counter() - clock, error))
+        return response
+
+    def _call(self, name: str, function: Function,
+              request: HttpRequest) -> tuple[HttpResponse, SgpError | None]:
+        """The answer to a request for a known function, and its failure if it failed."""
         problem = self._check_request(request)
         if problem is not None:
             code, error = problem
-            return _reply(code, _failed(error))
+            return _reply(code, _failed(error)), error
         try:
             body = json.loads(request.body, object_pairs_hook=_unique_keys)
         except _DuplicateKey as exc:  # which one a parser keeps differs: refuse, do not guess
-            return _reply(400, _failed(status.malformed(f"duplicate JSON key {exc}")))
+            error = status.malformed(f"duplicate JSON key {exc}")
+            return _reply(400, _failed(error)), error
         except (ValueError, RecursionError):  # ValueError covers UnicodeDecodeError;
             # deep nesting exceeds the decoder's recursion limit well within max_body
-            return _reply(400, _failed(status.malformed("body is not valid JSON")))
+            error = status.malformed("body is not valid JSON")
+            return _reply(400, _failed(error)), error
         if not isinstance(body, dict):
-            return _reply(400, _failed(status.malformed("body is not a JSON object")))
+            error = status.malformed("body is not a JSON object")
+            return _reply(400, _failed(error)), error
         tid = _loggable_tid(body.get("transactionId"))
         address = body.get("smdpAddress") if "smdpAddress" in function.names else None
         if isinstance(address, str) and len(address) > MAX_FQDN:
             # before anything else: no decoding, no engine call, no echo of it
             log.info("transactionId=%s: %s refused: smdpAddress of %d characters", tid, name,
                      len(address))
-            return _reply(200, _failed(status.invalid_smdp_address(
-                f"smdpAddress of {len(address)} characters is longer than an FQDN ({MAX_FQDN})")))
+            error = status.invalid_smdp_address(
+                f"smdpAddress of {len(address)} characters is longer than an FQDN ({MAX_FQDN})")
+            return _reply(200, _failed(error)), error
         try:
             result = function.call(**_arguments(function.fields, body))
         except SgpError as err:
             log.info("transactionId=%s: %s failed %s/%s: %s", tid, name, err.subject_code,
                      err.reason_code, err.message)
-            return _reply(200, _failed(err))
+            return _reply(200, _failed(err)), err
         except OSError as exc:  # the server's own I/O (a full disk under the session store)
             unlogged = self._server_errors.due()
             if unlogged is not None:
                 log.error("transactionId=%s: %s failed on the server: %s%s", tid, name, exc,
                           f" ({unlogged} more such failure(s) since the last line)"
                           if unlogged else "")
-            return _reply(200, _failed(status.internal_error()))
+            error = status.internal_error()
+            return _reply(200, _failed(error)), error
         except Exception:  # a bug of ours: log it, answer a generic failure
             log.exception("transactionId=%s: %s raised unexpectedly", tid, name)
-            return _reply(200, _failed(status.internal_error()))
+            error = status.internal_error()
+            return _reply(200, _failed(error)), error
         if function.no_content:
-            return HttpResponse(204, _NO_CONTENT_HEADERS, b"")
-        return HttpResponse(200, _JSON_HEADERS, _success(result or {}))
+            return HttpResponse(204, _NO_CONTENT_HEADERS, b""), None
+        return HttpResponse(200, _JSON_HEADERS, _success(result or {})), None
+
+    def _outcome(self, name: str, started: float, duration: float,
+                 error: SgpError | None) -> CallOutcome:
+        """The call's report for observers, with what its session says (no secrets)."""
+        touched = self.engine.touched
+        session, before = touched if touched is not None else (None, None)
+        installed = None
+        if session is not None and name == "handleNotification" and error is None \
+                and session.state.value == "done" and before is not None \
+                and before.value != "done":  # a repeated PIR reports nothing new
+            installed = bool(session.result.get("success"))
+        return CallOutcome(
+            interface="ES9+", function=name, started=started, duration=duration,
+            transaction_id=session.transaction_id if session is not None else None,
+            subject_code=error.subject_code if error else None,
+            reason_code=error.reason_code if error else None,
+            message=error.message if error else None,
+            eid=session.eid if session else None,
+            matching_id=session.matching_id if session else None,
+            iccid=session.iccid if session else None,
+            state_before=before.value if before is not None else None,
+            state=session.state.value if session is not None else None,
+            installed=installed)
 
     def _check_request(self, request: HttpRequest) -> tuple[int, SgpError] | None:
         return check_json_request(request, self.max_body)

@@ -75,6 +75,10 @@ class RspEngine:
         self.clock = clock
         self._hostname = self.config.hostname.lower()
         self.caches = EngineCaches()  # derived data kept in this process (rsp/caches.py)
+        #: The session the current call worked on and its state before the call, for the
+        #: call's one report to observers (:mod:`smdpp.observe`); reset by the adapter.
+        #: One reactor thread per process: calls never interleave.
+        self.touched: tuple[Session, SessionState | None] | None = None
         asn1.rsp()  # compile now, not on the first request
 
     # -- helpers ---------------------------------------------------------
@@ -100,6 +104,7 @@ class RspEngine:
                     # the order goes back where an unfinished download leaves it (3.1.3)
                     self.orders.session_expired(session.iccid, session.eid, tid, delivered)
             raise status.unknown_transaction(f"transactionId {tid} has expired")
+        self.touched = (session, session.state)
         allowed = ALLOWED[function]
         if session.state not in allowed:
             raise status.unknown_transaction(
@@ -137,6 +142,7 @@ class RspEngine:
         Several processes may share the store (``--workers``, a shared store):
         the compare-and-set makes a replayed or concurrent call lose cleanly.
         """
+        self.touched = (session, expected)
         if not self.store.put_if(session, expected):
             raise status.unknown_transaction(
                 f"transactionId {session.transaction_id} was changed by a concurrent call")

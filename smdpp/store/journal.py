@@ -167,6 +167,19 @@ class JournalStore:
         self._drop_expired_segments(now, keep=1)
         return count
 
+    def count_by_state(self, now: float) -> dict[str, int]:
+        """Sessions held in memory and unexpired, by state (for the metrics).
+
+        Finished sessions beyond the most recent :data:`MAX_FINISHED` are only
+        in the journal and not counted.
+        """
+        counts: dict[str, int] = {}
+        for records in (self._live, self._finished):
+            for record in records.values():
+                if record["expires"] >= now:
+                    counts[record["state"]] = counts.get(record["state"], 0) + 1
+        return counts
+
     def close(self) -> None:
         for fd in (self._fd, self._lock_fd):
             if fd is not None:

@@ -1,6 +1,8 @@
 """An in-memory session store: nothing written anywhere (``--in-memory``, tests)."""
 from __future__ import annotations
 
+from collections import Counter
+
 from smdpp.rsp.session import Session, SessionState
 
 
@@ -36,6 +38,10 @@ class MemoryStore:
         for tid in old:
             del self._records[tid]
         return len(old)
+
+    def count_by_state(self, now: float) -> dict[str, int]:
+        """Unexpired sessions by state (for the metrics)."""
+        return dict(Counter(r["state"] for r in self._records.values() if r["expires"] >= now))
 
     def close(self) -> None:
         self._records.clear()

@@ -95,6 +95,12 @@ class PostgresStore:
     def expire(self, now: float) -> int:
         return self._execute(f"DELETE FROM {TABLE} WHERE expires < %s", (now,)).rowcount
 
+    def count_by_state(self, now: float) -> dict[str, int]:
+        """Unexpired sessions by state (for the metrics)."""
+        rows = self._execute(f"SELECT state, count(*) FROM {TABLE} WHERE expires >= %s "
+                             "GROUP BY state", (now,)).fetchall()
+        return {state: int(number) for state, number in rows}
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -135,6 +135,12 @@ class ShelveStore:
             del self._recent[tid]
         return count
 
+    def count_by_state(self, now: float) -> dict[str, int]:
+        """Unexpired sessions by state (for the metrics)."""
+        rows = self._db.execute("SELECT state, count(*) FROM sessions WHERE expires >= ? "
+                                "GROUP BY state", (now,)).fetchall()
+        return {state: int(number) for state, number in rows}
+
     def close(self) -> None:
         self._recent.clear()
         self._db.close()

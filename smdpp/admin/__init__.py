@@ -1,0 +1,65 @@
+"""The admin listener (``--admin-port``): status page, ``/health``, ``/ready``, ``/metrics``.
+
+:func:`setup` is all that start-up calls: it adds the observers (recent
+sessions, metrics) to the ES9+ adapter's :class:`~smdpp.observe.Observers`,
+times the engine's session store, and returns the :class:`Admin` whose
+:meth:`Admin.site` the start-up code listens with.  Everything else lives in
+:mod:`smdpp.admin.api` (requests), :mod:`smdpp.admin.page` (HTML),
+:mod:`smdpp.admin.recent` (sessions and steps) and :mod:`smdpp.admin.metrics`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from smdpp.admin.api import AdminApi, AdminInfo, is_loopback, read_token
+from smdpp.admin.recent import RecentSessions
+from smdpp.observe import Observers
+
+if TYPE_CHECKING:
+    from smdpp.admin.metrics import Metrics
+    from smdpp.rsp.engine import RspEngine
+
+__all__ = ["Admin", "setup", "check_admin_options", "is_loopback"]
+
+
+@dataclass
+class Admin:
+    """The admin side of one server process."""
+
+    api: AdminApi
+    metrics: Metrics
+
+    def set_es9_url(self, url: str) -> None:
+        """Where ES9+ is served, once it listens (the page shows it)."""
+        self.api.info = replace(self.api.info, es9_url=url)
+
+    def site(self) -> Any:
+        """The Twisted factory serving the admin requests (the built-in HTTP/1.1 server)."""
+        from smdpp.http.server import HttpFactory
+        return HttpFactory(self.api.handle, self.api.max_body)
+
+
+def check_admin_options(host: str, token_file: Any) -> str | None:
+    """The admin token (or None); ValueError when a non-loopback listener would have none."""
+    token = read_token(token_file) if token_file else None
+    if token is None and not is_loopback(host):
+        raise ValueError(f"--admin-host {host} is not a loopback address: the status page and "
+                         "/metrics show EIDs, so give a token with --admin-token-file FILE "
+                         "(or listen on 127.0.0.1)")
+    return token
+
+
+def setup(engine: RspEngine, observers: Observers, *, version: str, es9_url: str = "-",
+          workers: int = 1, token: str | None = None) -> Admin:
+    """Observe every ES9+ call and the store of ``engine``; the admin listener's handler."""
+    from smdpp.admin.metrics import Metrics, TimedStore
+
+    metrics = Metrics()
+    metrics.watch(engine.certs, engine.store)
+    engine.store = TimedStore(engine.store, metrics.store_latency)
+    recent = RecentSessions()
+    observers.add(recent)
+    observers.add(metrics)
+    api = AdminApi(engine, recent, metrics, AdminInfo(version, es9_url, workers), token)
+    return Admin(api, metrics)
