@@ -1,6 +1,6 @@
 """``python -m smdpp``: the same as ./osmo-smdpp.py."""
 import sys
 
-from smdpp.cli import main
+from smdpp import run
 
-sys.exit(main())
+sys.exit(run())

@@ -64,7 +64,54 @@ def load_material(args: argparse.Namespace) -> tuple[CertificateStore, ProfileIn
     for host, side in certs.side_by_side.items():
         log.info("also serving SM-DP+ %s at %s: %s", side[0].label, host, ", ".join(
             f"{c.curve} {c.smdp_oid} (CI {c.ci_pkid.hex()})" for c in side))
+    announce_profiles(profiles, args.hostname, args.qr_dir)
     return certs, profiles
+
+
+def announce_profiles(profiles: ProfileInventory, hostname: str, qr_dir: Path | None) -> None:
+    """One line per servable profile with its activation code (SGP.22 4.1), QR PNGs to ``qr_dir``."""
+    from smdpp.activation import ActivationCode, qr_png
+
+    if qr_dir is not None:
+        qr_dir.mkdir(parents=True, exist_ok=True)
+    for profile in sorted(profiles, key=lambda p: p.matching_id):
+        try:
+            code = ActivationCode(hostname, profile.matching_id)
+            text = code.uri()
+        except ValueError as exc:
+            log.warning("profile %s: no activation code: %s", profile.matching_id, exc)
+            continue
+        written = ""
+        if qr_dir is not None:
+            written = f", QR code {qr_png(code, qr_dir / f'{profile.matching_id}.png')}"
+        log.info("profile %s (ICCID %s): activation code %s%s", profile.matching_id,
+                 profile.iccid, text, written)
+
+
+def version() -> str:
+    """The installed version of smdpp."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+    try:
+        return installed("smdpp")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        from smdpp import __version__
+        return __version__
+
+
+def check_listen_options(args: argparse.Namespace) -> None:
+    """ES9+ and admin addresses free, the admin token readable and needed; else ValueError.
+
+    Called before anything is written to the data folder (smdpp/ports.py).
+    """
+    from smdpp.ports import check_free
+
+    check_free(args.host, args.port, "-p PORT")
+    args.admin_token = None
+    if args.admin_port is not None:
+        from smdpp.admin import check_admin_options
+        args.admin_token = check_admin_options(args.admin_host, args.admin_token_file)
+        check_free(args.admin_host, args.admin_port, "--admin-port PORT")
 
 
 def build_engine(args: argparse.Namespace,
@@ -106,25 +153,38 @@ def serve(engine: RspEngine, args: argparse.Namespace,
           listen: Callable[[Any], Any] | None = None,
           on_listening: Callable[[str, int], None] | None = None,
           orders: OrdersService | None = None,
-          es2_listen: Callable[[Any], Any] | None = None) -> int:
+          es2_listen: Callable[[Any], Any] | None = None,
+          admin_listen: Callable[[Any], Any] | None = None) -> int:
     """Serve ES9+ with ``engine`` in this process until the reactor stops.
 
     ``listen(site)`` opens the listening port (default: TCP on --host/--port);
     ``on_listening(host, port)`` is told where it listens (default: the
-    "serving ES9+" log line).  ``--workers`` (:mod:`smdpp.workers`) passes both.
+    "serving ES9+" log line); ``admin_listen(site)`` opens the admin port
+    (default: TCP on --admin-host/--admin-port).  ``--workers``
+    (:mod:`smdpp.workers`) passes those.
     With ``orders`` ES2+ is served on ``--es2-port`` (``es2_listen(site)``
     opens that port, as ``listen`` does for ES9+) and queued
     HandleDownloadProgressInfo are sent (:mod:`smdpp.orders.service`).
     """
     from twisted.internet import reactor, task
     from twisted.internet.error import CannotListenError
+    from smdpp import logs
     from smdpp.http.es9p import Es9pApi
+    from smdpp.observe import Observers
 
     from smdpp.http.guard import (LISTEN_BACKLOG, TRIM_INTERVAL, ConnectionGuard,
                                   GuardedFactory, Limits, log_twisted_warnings,
                                   raise_fd_limit, trim_memory)
 
-    api = Es9pApi(engine)
+    observers = Observers()  # each ES9+ call's one report (smdpp/observe.py)
+    if args.log_format == "json":
+        observers.add(logs.call_logger)
+    admin = None
+    if args.admin_port is not None:
+        from smdpp import admin as admin_listener
+        admin = admin_listener.setup(engine, observers, version=version(), workers=args.workers,
+                                     token=getattr(args, "admin_token", None))
+    api = Es9pApi(engine, observer=observers or None)
     log_twisted_warnings()
     limits = Limits.from_namespace(args).fitted(raise_fd_limit())
     log.info("limits: head %g s, body %g s (at least %g bytes/s), idle %g s, TLS handshake %g s; "
@@ -146,8 +206,10 @@ def serve(engine: RspEngine, args: argparse.Namespace,
             engine.store.close()
             return 1
         factory, scheme = dptls.wrap(site, limits.tls_handshake_timeout), "https"
-    factory = GuardedFactory(factory, ConnectionGuard(limits.max_connections,
-                                                      limits.max_per_client))
+    guard = ConnectionGuard(limits.max_connections, limits.max_per_client)
+    if admin is not None:  # connections open and refused, on either front, TLS or not
+        admin.metrics.watch_connections(guard)
+    factory = GuardedFactory(factory, guard)
     try:
         if listen is None:
             port = reactor.listenTCP(args.port, factory, backlog=LISTEN_BACKLOG,
@@ -162,7 +224,26 @@ def serve(engine: RspEngine, args: argparse.Namespace,
         log.error("cannot listen on %s:%d: %s", args.host, args.port, exc)
         engine.store.close()
         return 1
+    if admin is not None:
+        try:
+            if admin_listen is None:
+                admin_port = reactor.listenTCP(args.admin_port, admin.site(), interface=args.admin_host)
+            else:
+                admin_port = admin_listen(admin.site())
+        except (CannotListenError, OSError) as exc:
+            from smdpp.ports import hint
+            error = getattr(exc, "socketError", exc)
+            log.error("cannot start the admin listener: %s", hint(
+                args.admin_host, args.admin_port, "--admin-port PORT", error))
+            port.stopListening()
+            engine.store.close()
+            return 1
+        admin_address = admin_port.getHost()
+        log.info("status page on http://%s:%d/ (also /health, /ready, /metrics)",
+                 _url_host(admin_address.host), admin_address.port)
     address = port.getHost()
+    if admin is not None:  # the page names the address actually served (-p 0: the kernel's pick)
+        admin.set_es9_url(f"{scheme}://{_url_host(address.host)}:{address.port}/gsma/rsp2/es9plus/")
     if orders is not None and not _serve_orders(orders, engine, args, reactor, es2_listen,
                                                 limits):
         engine.store.close()
@@ -171,15 +252,36 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     task.LoopingCall(trim_memory).start(TRIM_INTERVAL, now=False)
     expiry = task.LoopingCall(engine.expire_sessions)
     expiry.start(min(60.0, args.session_lifetime), now=True)
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: log.info(
+        "stopping: %s", _stop_reason(reactor)))
     reactor.addSystemEventTrigger("before", "shutdown", engine.store.close)
-    if on_listening is None:
-        log.info("serving ES9+ for %s on %s://%s:%d/gsma/rsp2/es9plus/", args.hostname,
-                 scheme, address.host, address.port)
-        sys.stdout.flush()
-    else:
-        on_listening(address.host, address.port)
+
+    def announce() -> None:  # once the reactor runs, its SIGINT/SIGTERM handlers installed
+        if on_listening is None:
+            log.info("serving ES9+ for %s on %s://%s:%d/gsma/rsp2/es9plus/", args.hostname,
+                     scheme, address.host, address.port)
+            sys.stdout.flush()
+        else:
+            on_listening(address.host, address.port)
+
+    reactor.callWhenRunning(announce)
     reactor.run()
+    log.info("stopped")
     return 0
+
+
+def _stop_reason(reactor: Any) -> str:
+    """Why the reactor stops: the signal Twisted received, if any."""
+    import signal
+    number = getattr(reactor, "_exitSignal", None)  # set by Twisted's SIGINT/SIGTERM handlers
+    if number:
+        name = signal.Signals(number).name
+        return f"{name} received" + (" (Ctrl-C)" if name == "SIGINT" else "")
+    return "the reactor was stopped"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _serve_orders(orders: OrdersService, engine: RspEngine, args: argparse.Namespace,

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from smdpp import app, logs
+from smdpp import app, config, logs
 from smdpp.http.guard import Limits
 from smdpp.store import default_url
 
@@ -20,8 +21,7 @@ DEFAULT_HOSTNAME = "testsmdpplus1.example.com"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(
-        prog="osmo-smdpp.py",
+    parser = argparse.ArgumentParser(  # prog: osmo-smdpp.py or smdpp, as it was started
         description="SM-DP+ for GSMA consumer eSIM RSP (SGP.22): serves ES9+ over plain "
                     "HTTP, to be put behind a TLS proxy such as contrib/nginx-smdpp.conf, "
                     "or with --tls over HTTPS itself.")
@@ -86,7 +86,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                           "addresses only)")
     add_limit_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    args = parser.parse_args(argv)
+    parser.add_argument("--log-format", choices=logs.FORMATS, default="text",
+                        help="text lines, or json: one JSON object a line, with one more per "
+                             "ES9+ call (transactionId, EID, matchingId, outcome, code, "
+                             "duration) (default: %(default)s)")
+    parser.add_argument("--qr-dir", type=Path, metavar="DIR",
+                        help="write a QR code PNG of each profile's activation code into DIR "
+                             "at start (<matchingId>.png)")
+    parser.add_argument("--admin-port", type=int, metavar="PORT",
+                        help="serve the status page, /health, /ready and /metrics on this port "
+                             "(0: any free one; default: no admin listener)")
+    parser.add_argument("--admin-host", default="127.0.0.1",
+                        help="address of the admin listener (default: %(default)s); any other "
+                             "than loopback needs --admin-token-file")
+    parser.add_argument("--admin-token-file", type=Path, metavar="FILE",
+                        help="file holding the token (16 characters or more) that the status page "
+                             "and /metrics require, as Bearer token or HTTP Basic password")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {app.version()}")
+    config.add_options(parser)
+    args = config.parse(parser, argv)
     for name, value in vars(Limits.from_namespace(args)).items():
         if not value > 0:
             parser.error(f"--{name.replace('_', '-')} must be more than 0".replace(
@@ -109,6 +127,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--workers must be at least 1")
     if args.store is None:
         args.store = "memory:" if args.in_memory else default_url(args.workers)
+    if args.print_config:
+        config.print_config(parser, args)
+        parser.exit(0)
     return args
 
 
@@ -136,9 +157,39 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, then start the SM-DP+ and serve until interrupted."""
+    """Parse the command line, then start the SM-DP+ and serve until stopped.
+
+    SIGINT (Ctrl-C) or SIGTERM at any moment ends it with one line saying
+    so, never a traceback: while the reactor runs, its handlers stop it
+    cleanly; before that, both raise KeyboardInterrupt, which unwinds to here.
+    """
+    import signal
+
+    received: list[str] = []
+
+    def _terminate(signo: int, frame: Any) -> None:
+        received.append("SIGTERM")
+        raise KeyboardInterrupt
+
+    # SIGINT keeps Python's default handler (KeyboardInterrupt): Twisted replaces only that one
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        name = received[-1] if received else "SIGINT"
+        app.log.info("stopped: %s received%s", name, " (Ctrl-C)" if name == "SIGINT" else "")
+        return 130 if name == "SIGINT" else 143
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
-    logs.configure(verbose=args.verbose)
+    logs.configure(verbose=args.verbose, log_format=args.log_format)
+    try:  # before anything is written to the data folder
+        app.check_listen_options(args)
+    except ValueError as exc:
+        app.log.error("cannot start: %s", exc)
+        return 1
     if args.workers > 1:
         from smdpp.workers import run_workers
         return run_workers(args)

@@ -29,9 +29,10 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from smdpp.logs import LineFormatter
+from smdpp.logs import JsonFormatter, LineFormatter
 
 if TYPE_CHECKING:
     from smdpp.pki.store import CertificateStore
@@ -105,6 +106,8 @@ class Supervisor:
         self.reservation = reservation
         self.es2 = es2  # --es2-port: the ES2+ address, reserved like the ES9+ one
         self.workers: dict[int, _Worker] = {}  # by pid
+        #: the admin listener's address and reservation (--admin-port), bound like ES9+'s
+        self.admin: tuple[ListenAddress, socket.socket] | None = None
         self._parent_pid = os.getpid()
         self._signal_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
 
@@ -114,6 +117,9 @@ class Supervisor:
             if not self._start_all():
                 self._stop_all()
                 return 1
+            if self.admin is not None:
+                log.info("status page on http://%s:%d/ (also /health, /ready, /metrics), "
+                         "served by each worker", self.admin[0].url_host, self.admin[0].port)
             log.info("serving ES9+ for %s on %s://%s:%d/gsma/rsp2/es9plus/ with %d workers",
                      self.args.hostname, "https" if getattr(self.args, "tls", False) else "http",
                      self.address.url_host, self.address.port, len(self.workers))
@@ -125,6 +131,8 @@ class Supervisor:
             self.reservation.close()
             if self.es2 is not None:
                 self.es2[1].close()
+            if self.admin is not None:
+                self.admin[1].close()
             signal.pthread_sigmask(signal.SIG_SETMASK, self._signal_mask)
 
     # -- starting ---------------------------------------------------------
@@ -214,6 +222,9 @@ class Supervisor:
             worker = self.workers.pop(pid, None)
             if worker is not None:
                 dead.append((worker, status))
+                if self.admin is not None:  # its live gauges (open connections) end with it
+                    from smdpp.admin.multiproc import mark_process_dead
+                    mark_process_dead(pid)
         return dead
 
     def _stop_all(self) -> None:
@@ -242,8 +253,13 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._signal_mask)
             _die_with_parent(self._parent_pid)
             self.reservation.close()
+            if self.admin is not None:
+                self.admin[1].close()
             _tag_log_lines(index)
             code = self._serve(ready_fd)
+        except KeyboardInterrupt:  # SIGTERM/SIGINT before its reactor ran (smdpp.cli.main)
+            log.info("worker %d stopped while starting", index)
+            code = 0
         except BaseException:  # noqa: BLE001 - the child must reach os._exit whatever happens
             log.exception("worker %d failed", index)
         finally:
@@ -272,6 +288,7 @@ class Supervisor:
 
         listen = listener(self.address)
         es2_listen = listener(self.es2[0]) if self.es2 is not None else None
+        admin_listen = listener(self.admin[0]) if self.admin is not None else None
 
         def on_listening(host: str, port: int) -> None:
             log.info("listening on %s:%d", host, port)
@@ -280,7 +297,7 @@ class Supervisor:
                 os.close(ready_fd)
 
         return serve(engine, self.args, listen=listen, on_listening=on_listening,
-                     orders=orders, es2_listen=es2_listen)
+                     orders=orders, es2_listen=es2_listen, admin_listen=admin_listen)
 
 
 def _signal(pid: int, signo: signal.Signals) -> None:
@@ -305,6 +322,9 @@ def _die_with_parent(parent_pid: int) -> None:
 def _tag_log_lines(index: int) -> None:
     """Name the worker in each log line it writes."""
     for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            handler.formatter.worker = index
+            continue
         fmt = handler.formatter._fmt if handler.formatter else None  # noqa: SLF001
         if fmt and "%(message)s" in fmt:
             handler.setFormatter(LineFormatter(
@@ -321,6 +341,7 @@ def run_workers(args: argparse.Namespace) -> int:
                   "to one process (use shelve:, redis:// or postgresql://)", args.workers,
                   args.store)
         return 1
+    admin = None
     try:
         material = load_material(args)
         open_store(args.store, args.data_dir).close()  # reachable; file or schema created once
@@ -335,9 +356,27 @@ def run_workers(args: argparse.Namespace) -> int:
             es2_reservation = reuseport_socket(es2_address)
             es2 = (ListenAddress(es2_address.family, es2_reservation.getsockname()),
                    es2_reservation)
+        if args.admin_port is not None:
+            admin_reservation = reuseport_socket(resolve(args.admin_host, args.admin_port))
+            admin = (ListenAddress(admin_reservation.family, admin_reservation.getsockname()),
+                     admin_reservation)
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     address = ListenAddress(address.family, reservation.getsockname())
     log.info("session store %s, starting %d workers", redact_url(args.store), args.workers)
-    return Supervisor(args, material, address, reservation, es2).run()
+    supervisor = Supervisor(args, material, address, reservation, es2)
+    supervisor.admin = admin
+    if admin is None:
+        return supervisor.run()
+    # every worker counts into files of its own here; /metrics in any of them sums them all
+    import shutil
+    import tempfile
+
+    from smdpp.admin import multiproc  # not prometheus_client: the workers import it
+    folder = Path(tempfile.mkdtemp(prefix="smdpp-metrics-"))
+    try:
+        multiproc.prepare(folder)
+        return supervisor.run()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

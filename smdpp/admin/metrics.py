@@ -1,8 +1,9 @@
 """``GET /metrics``: the server's figures in the Prometheus text format, by prometheus-client.
 
 An observer of :mod:`smdpp.observe` counts downloads and times each ES9+
-function (SGP.22 5.6); :class:`TimedStore` times the session store; the HTTP
-front end reports connections; collectors read, at each scrape, the
+function (SGP.22 5.6); :class:`TimedStore` times the session store; the
+connection guard of :mod:`smdpp.http.guard` reports connections (both
+fronts, TLS or not); collectors read, at each scrape, the
 sessions by state from the store and the days left on each certificate.
 
 With ``--workers N`` every worker counts in prometheus-client's
@@ -136,13 +137,28 @@ class Metrics:
         elif outcome.installed is False:
             self.failed.labels(outcome.function, "installation").inc()
 
-    def connection(self, delta: int) -> None:
-        """A connection opened (+1) or closed (-1)."""
-        self.connections_open.inc(delta)
+    def watch_connections(self, guard: Any) -> None:
+        """Count what ``guard`` (:class:`smdpp.http.guard.ConnectionGuard`) admits, releases, refuses.
 
-    def refused(self) -> None:
-        """A connection refused by a server limit."""
-        self.connections_refused.inc()
+        Its two methods are wrapped on this one object, as the guard itself
+        hooks a protocol's connectionLost: no layer on every read and write.
+        """
+        admit, release = guard.admit, guard.release
+        opened, refused = self.connections_open, self.connections_refused
+
+        def counted_admit(host: str) -> bool:
+            admitted = admit(host)
+            if admitted:
+                opened.inc()
+            else:
+                refused.inc()
+            return admitted
+
+        def counted_release(host: str) -> None:
+            release(host)
+            opened.dec()
+
+        guard.admit, guard.release = counted_admit, counted_release
 
     def exposition(self) -> bytes:
         """The text format of every metric (of every worker, in multiprocess mode)."""

@@ -121,6 +121,9 @@ class Es9pApi:
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one request for ``/gsma/rsp2/es9plus/<function>`` (SGP.22 6.5)."""
         if not request.path.startswith(PATH_PREFIX):
+            log.info("%s %s: not an ES9+ path (404); the status page, /health and /metrics are "
+                     "on the admin listener (--admin-port)", bounded(request.method, 10),
+                     bounded(request.path))
             return _reply(404, _failed(status.malformed("not an ES9+ path")))
         name = request.path[len(PATH_PREFIX):]
         function = self.functions.get(name)

@@ -104,13 +104,10 @@ class HttpFactory(protocol.Factory):
     noisy = False  # no "Starting factory" lines
 
     def __init__(self, handler: Handler, max_body: int, max_head: int = MAX_HEAD,
-                 limits: Limits = Limits(), peer_certificates: bool = False,
-                 on_connection: Callable[[int], None] | None = None) -> None:
+                 limits: Limits = Limits(), peer_certificates: bool = False) -> None:
         self.handler = handler
         # hand each request the TLS client certificate (ES2+ mutual TLS)
         self.peer_certificates = peer_certificates
-        #: told +1 when a connection opens and -1 when it closes (the connections metric)
-        self.on_connection = on_connection
         self.max_body = max_body
         self.max_head = max_head
         self.limits = limits
@@ -128,8 +125,6 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
     factory: HttpFactory
 
     def connectionMade(self) -> None:
-        if self.factory.on_connection is not None:
-            self.factory.on_connection(1)
         self._parser = httptools.HttpRequestParser(self)
         self._closing = False
         self._in_head = True  # between the start of a request and the end of its headers
@@ -184,8 +179,6 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
             self._refuse(431, b"request head too large")
 
     def connectionLost(self, reason: Any = None) -> None:
-        if self.factory.on_connection is not None:
-            self.factory.on_connection(-1)
         self._closing = True
         self.setTimeout(None)
         self._body = []

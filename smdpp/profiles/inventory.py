@@ -218,5 +218,4 @@ def ensure_test_profile(upp_dir: Path) -> Path | None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    log.info("no UPP in %s: wrote the generated test profile %s", upp_dir, target.name)
-    return target
+    return target  # the caller says so (once) in the start-up log
