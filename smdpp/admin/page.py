@@ -93,7 +93,9 @@ table { border-collapse: collapse; margin-top: .4em; }
 th, td { border: 1px solid #bbb; padding: .25em .5em; text-align: left; vertical-align: top; }
 th { background: #eee; } td.num { text-align: right; }
 .ok { color: #176317; } .fail { color: #a31515; font-weight: bold; } .warn { background: #fff3c4; }
-.expired { background: #f8d0d0; } code { font-size: .95em; } .steps td { border: none; padding: 0 .5em 0 0; }
+.expired { background: #f8d0d0; } code { font-size: .95em; }
+.steps td { border: none; padding: 0 .6em 0 0; white-space: nowrap; }
+.steps td.msg { white-space: normal; min-width: 18em; } td.tid { max-width: 9em; word-break: break-all; }
 p.note { color: #555; }
 """
 
@@ -117,10 +119,11 @@ def _sessions(data: StatusData) -> list[str]:
         for step in view.steps:
             result = ('<span class="ok">ok</span>' if step.code == "ok" else
                       f'<span class="fail">{_e(step.code)}</span> {_e(step.message)}')
-            steps.append(f"<tr><td>{_e(_time(step.started))}</td><td>{_e(step.function)}</td>"
-                         f'<td class="num">{step.duration * 1000:.1f} ms</td><td>{result}</td></tr>')
+            steps.append(f"<tr><td>{_e(_time(step.started)[11:])}</td><td>{_e(step.function)}</td>"
+                         f'<td class="num">{step.duration * 1000:.1f} ms</td>'
+                         f'<td class="msg">{result}</td></tr>')
         steps.append("</table>")
-        rows.append(f'<tr class="session"><td><code>{_e(view.transaction_id)}</code></td>'
+        rows.append(f'<tr class="session"><td class="tid"><code>{_e(view.transaction_id)}</code></td>'
                     f"<td>{_e(_time(view.started))}</td><td><code>{_e(view.eid)}</code></td>"
                     f"<td>{_e(view.matching_id)}</td><td><code>{_e(view.iccid)}</code></td>"
                     f'<td class="{outcome_class}">{_e(view.outcome)}</td><td>{"".join(steps)}</td></tr>')

@@ -237,6 +237,9 @@ class RspEngine:
                                                  "match")
         if resp.server_address != session.smdp_address:
             raise status.invalid_smdp_address("serverAddress in euiccSigned1 does not match")
+        # known from here on, also when the profile lookup fails: the call's report
+        # (smdpp.observe) names the eUICC and what it asked for; written only on success
+        session.eid, session.matching_id = identity.eid, resp.matching_id
         profile, metadata = self._profile_for(session, resp.matching_id, identity.eid)
         creds = self.certs.credentials(session.ci_pkid, self._host(session.smdp_address))
         smdp_signed2 = outgoing.smdp_signed2(session.transaction_id_bytes,

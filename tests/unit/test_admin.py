@@ -109,6 +109,8 @@ def test_a_failed_step_reports_its_sgp22_code(server, data_dir: Path) -> None:
     failed = seen[-1]
     assert failed.function == "authenticateClient" and failed.code == "8.2.6/3.8"
     assert "NO-SUCH-ONE" in (failed.message or "") and failed.state == "initiated"
+    assert failed.eid == card.eid and failed.matching_id == "NO-SUCH-ONE"  # who asked for what
+    assert engine.store.get(failed.transaction_id).eid is None  # only reported, not stored
     view = setup.api.recent.newest_first()[0]
     assert view.outcome == "failed at authenticateClient: 8.2.6/3.8"
     assert _metrics(setup)[("smdpp_downloads_failed_total",
