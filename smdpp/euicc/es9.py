@@ -19,6 +19,7 @@ import base64
 import binascii
 import http.client
 import json
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -141,6 +142,26 @@ class Es9Client:
                                     tls_context=self._ssl, server_name=self._server_name)
         return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
 
+    def _where(self) -> str:
+        """host:port as connected to (the scheme's default port named too)."""
+        return f"{self._host}:{self._port or (443 if self._https else 80)}"
+
+    def _explain(self, exc: BaseException) -> str:
+        """What a transport failure means for the user, with the way out where there is one."""
+        where = self._where()
+        if isinstance(exc, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(exc):
+            return (f"{where} does not answer TLS: it looks like plain HTTP (smdpp serves plain "
+                    f"HTTP unless started with --tls); use --smdp http://{where} ({exc!r})")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (f"the TLS certificate of {where} is not trusted for {self._server_name}: "
+                    f"{exc.verify_message}; give the CI certificate with --ca-file ({exc!r})")
+        if isinstance(exc, ConnectionRefusedError):
+            return (f"{where} refused the connection: nothing listens on port "
+                    f"{where.rsplit(':', 1)[1]} there (is the SM-DP+ running, on that port?)")
+        if isinstance(exc, (TimeoutError, socket.timeout)):
+            return f"no answer from {where} within {self._timeout:g} s"
+        return repr(exc)
+
     def path(self, function: str) -> str:
         """The request path of an ES9+ function."""
         return f"{self._prefix}{ES9_PATH}{function}"
@@ -179,10 +200,10 @@ class Es9Client:
                 self.close()
                 if reused and attempt == 1:
                     continue
-                raise Es9TransportError(f"POST {path} to {self._host}: {exc!r}") from None
+                raise Es9TransportError(f"POST {path} to {self._where()}: {self._explain(exc)}") from None
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
-                raise Es9TransportError(f"POST {path} to {self._host}: {exc!r}") from None
+                raise Es9TransportError(f"POST {path} to {self._where()}: {self._explain(exc)}") from None
             if response.will_close:
                 self.close()
             return Es9Reply(http_status=response.status,

@@ -1,6 +1,7 @@
 """Whole profile downloads over real HTTP on 127.0.0.1 against ./osmo-smdpp.py."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,28 @@ def test_smdpp_lpa_names_the_failed_step(server_factory) -> None:
     assert run.returncode == 1
     out = run.stdout + run.stderr
     assert "authenticateclient" in out.lower() and "8.2.6" in out and "3.8" in out
+
+
+def test_smdpp_lpa_explains_plain_http_and_a_refused_port(server_factory) -> None:
+    """An activation code (https://) against the plain-HTTP default, and a port nobody serves."""
+    server: RunningServer = server_factory()
+    where = server.url.split("://", 1)[1]
+    run = subprocess.run(LPA + ["download", "--activation-code", f"LPA:1${where}$SMDPP-TEST-1",
+                                "--identity", str(server.data_dir / "euicc"), "--timeout", "20"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert f"{where} does not answer TLS: it looks like plain HTTP" in run.stderr, run.stderr
+    assert f"use --smdp http://{where}" in run.stderr
+    with socket.socket() as probe:  # a port that was free a moment ago, now closed again
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    run = subprocess.run(LPA + ["download", "--smdp", f"http://127.0.0.1:{free}", "--address",
+                                ADDRESS, "--matching-id", "SMDPP-TEST-1",
+                                "--identity", str(server.data_dir / "euicc")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert (f"127.0.0.1:{free} refused the connection: nothing listens on port {free}"
+            in run.stderr), run.stderr
 
 
 def test_ts48_profiles_download_byte_exact(server_factory, shared_testdata: Path,
