@@ -300,6 +300,10 @@ def test_shared_store_put_if_and_expiry(backend: str, request: pytest.FixtureReq
         assert store.put_if(session, SessionState.INITIATED) is True
         assert other.put_if(session, SessionState.INITIATED) is False  # the replay loses
         assert other.get(tid) == session
+        if backend == "postgresql":  # the sessions-by-state gauge of /metrics
+            before = other.count_by_state(now)
+            assert before.get("bpp_delivered", 0) >= 1
+            assert other.count_by_state(now + 601).get("bpp_delivered", 0) == before["bpp_delivered"] - 1
         old_tid = f"{int(tid, 16) ^ 1:032X}"  # another session (tid[:-2] + "00" was tid 1 in 256)
         old = Session(transaction_id=old_tid, state=SessionState.DONE,
                       created=now - 700, expires=now - 100, smdp_address="smdp.example",

@@ -106,6 +106,21 @@ def test_expire_and_delete(tmp_path: Path, kind: str) -> None:
     store.close()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_count_by_state_counts_unexpired_sessions(tmp_path: Path, kind: str) -> None:
+    """What the smdpp_sessions{state} gauge of /metrics reads at each scrape."""
+    store = _store(kind, tmp_path)
+    store.put(_session("01", expires=10.0))
+    store.put(_session("02", expires=20.0))
+    done = _session("03", expires=30.0)
+    done.finish(SessionState.DONE, {"success": True})
+    store.put(done)
+    assert store.count_by_state(5.0) == {"bpp_delivered": 2, "done": 1}
+    assert store.count_by_state(15.0) == {"bpp_delivered": 1, "done": 1}
+    assert store.count_by_state(40.0) == {}
+    store.close()
+
+
 def test_memory_store_hands_out_copies() -> None:
     store = MemoryStore()
     store.put(_session())
