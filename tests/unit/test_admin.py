@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from smdpp import admin, cli, logs
+from smdpp import admin, app, cli, logs
 from smdpp.admin.page import StatusData, render
 from smdpp.admin.recent import MAX_STEPS, RecentSessions
 from smdpp.euicc.card import SoftEuicc
@@ -49,13 +49,13 @@ class InProcessClient:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("admin") / "smdpp-data"
-    cli.load_material(cli.parse_args(["--data-dir", str(folder)]))  # test PKI and profile once
+    app.load_material(cli.parse_args(["--data-dir", str(folder)]))  # test PKI and profile once
     return folder
 
 
 @pytest.fixture
 def server(data_dir: Path) -> Iterator[tuple[Any, Es9pApi, admin.Admin, list[CallOutcome]]]:
-    engine = cli.build_engine(cli.parse_args(["--data-dir", str(data_dir), "--in-memory"]))
+    engine = app.build_engine(cli.parse_args(["--data-dir", str(data_dir), "--in-memory"]))
     seen: list[CallOutcome] = []
     observers = Observers(seen.append)
     setup = admin.setup(engine, observers, version="9.9", es9_url="http://x/", token=TOKEN)

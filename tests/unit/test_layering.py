@@ -32,6 +32,12 @@ RULES: dict[str, tuple[str, ...]] = {
        for m in ("states", "identifiers", "es2p", "downloads", "notify", "store", "pool")},
     # the wiring is used by the command line and the workers, never the reverse
     "smdpp.app": ("smdpp.cli", "smdpp.workers"),
+    # the admin listener reads the engine and serves on the HTTP server; no start-up, no backend
+    "smdpp.admin": ("smdpp.app", "smdpp.cli", "smdpp.workers", "smdpp.store"),
+    # leaves anyone may use: they import no other smdpp module
+    "smdpp.observe": ("smdpp.",),
+    "smdpp.config": ("smdpp.",),
+    "smdpp.ports": ("smdpp.",),
     "smdpp.workers": ("smdpp.cli",),
 }
 
@@ -70,7 +76,9 @@ def test_imports_run_one_way(path: Path) -> None:
 
 
 def test_only_the_entry_points_import_the_command_line() -> None:
+    """smdpp.run (smdpp/__init__.py) is the one entry point: osmo-smdpp.py, python -m smdpp
+    and the smdpp console script all call it."""
     importers = [_module_name(p) for p in MODULES
                  if any(_under(m, "smdpp.cli") for m in _imports(p))
                  and _module_name(p) != "smdpp.cli"]
-    assert importers == ["smdpp.__main__"]
+    assert importers == ["smdpp"]
