@@ -183,6 +183,22 @@ def test_page_escapes_what_came_from_the_network() -> None:
     assert "y" * 65 not in page  # client strings bounded
 
 
+def test_page_marks_certificates_30_days_ahead_and_lists_crls() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from smdpp.admin.page import CertificateRow, CrlRow
+    now = datetime.now(timezone.utc)
+    rows = [CertificateRow("CI", "CN=ci", now + timedelta(days=400), 400.0),
+            CertificateRow("DPauth", "CN=soon", now + timedelta(days=12), 12.0),
+            CertificateRow("DPtls", "CN=gone", now - timedelta(days=3), -3.0)]
+    crl = CrlRow("crl/eum.crl", "CN=EUM", now - timedelta(days=1), now + timedelta(days=6), 7, 2)
+    page = render(StatusData("h", "1", "u", 1, 0.0, certificates=rows, crls=[crl]))
+    assert '<tr class=""><td>CI</td>' in page
+    assert '<tr class="warn"><td>DPauth</td>' in page and "12 (expires within 30 days)" in page
+    assert '<tr class="expired"><td>DPtls</td>' in page and "(expired)" in page
+    assert "<td>crl/eum.crl</td><td>CN=EUM</td>" in page and '<td class="num">2</td>' in page
+
+
 def test_an_observer_that_fails_does_not_fail_the_call(caplog) -> None:
     calls: list[CallOutcome] = []
 
