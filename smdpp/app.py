@@ -166,6 +166,18 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     opens that port, as ``listen`` does for ES9+) and queued
     HandleDownloadProgressInfo are sent (:mod:`smdpp.orders.service`).
     """
+    import signal
+
+    # From here until the reactor's own handlers are in place, SIGINT/SIGTERM are noted,
+    # not raised: a KeyboardInterrupt inside the reactor's start-up or a LoopingCall is
+    # swallowed by Twisted (logged, not propagated), and the server would run on, deaf.
+    pending: list[int] = []
+
+    def later(signo: int, frame: Any) -> None:
+        pending.append(signo)
+
+    for signo in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signo, later)
     from twisted.internet import reactor, task
     from twisted.internet.error import CannotListenError
     from smdpp import logs
@@ -256,7 +268,12 @@ def serve(engine: RspEngine, args: argparse.Namespace,
         "stopping: %s", _stop_reason(reactor)))
     reactor.addSystemEventTrigger("before", "shutdown", engine.store.close)
 
-    def announce() -> None:  # once the reactor runs, its SIGINT/SIGTERM handlers installed
+    def announce() -> None:  # once the reactor runs, its SIGTERM handler installed
+        # Twisted installs its SIGINT handler only over Python's default one: ours is here
+        signal.signal(signal.SIGINT, reactor.sigInt)
+        if pending:  # a signal came while starting: stop now, the way Twisted's handlers do
+            (reactor.sigInt if pending[0] == signal.SIGINT else reactor.sigTerm)(pending[0])
+            return
         if on_listening is None:
             log.info("serving ES9+ for %s on %s://%s:%d/gsma/rsp2/es9plus/", args.hostname,
                      scheme, address.host, address.port)

@@ -114,6 +114,28 @@ def test_activation_code_first_and_status_page_with_the_download(server_factory,
     server.wait_for_log("GET /metrics: not an ES9+ path (404)")
 
 
+def test_connections_open_and_refused(server_factory) -> None:
+    """The connection guard's caps (--max-connections-per-client) show in /metrics."""
+    server = server_factory(None, "--admin-port", "0", "--max-connections-per-client", "1")
+    url = admin_url(server)
+    host, port = server.url.split("://", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as kept:
+        kept.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept.recv(100).startswith(b"HTTP/1.1 404")  # admitted and answered: it is open
+        assert metrics(url)[("smdpp_connections_open", ())] == 1
+        with socket.create_connection((host, int(port)), timeout=10) as second:
+            assert second.recv(100) == b""  # closed at once: one per client
+        server.wait_for_log("closed at once")
+        figures = metrics(url)
+        assert figures[("smdpp_connections_refused_total", ())] == 1
+        assert figures[("smdpp_connections_open", ())] == 1
+    for _ in range(100):  # the server sees the close soon after
+        if metrics(url)[("smdpp_connections_open", ())] == 0:
+            break
+        time.sleep(0.05)
+    assert metrics(url)[("smdpp_connections_open", ())] == 0
+
+
 def test_workers_are_all_counted(server_factory) -> None:
     server = server_factory(None, "--workers", "2", "--admin-port", "0")
     url = admin_url(server)
@@ -194,8 +216,8 @@ path = sys.argv[1]
 sys.argv = sys.argv[1:]
 code = compile(open(path).read(), path, "exec")
 scope = {"__name__": "__main__", "__file__": path}
-print("interpreter up", flush=True)
 try:
+    print("interpreter up", flush=True)
     exec(code, scope)
 except KeyboardInterrupt:
     if "sys" in scope:
@@ -225,6 +247,31 @@ def test_ctrl_c_at_any_moment_of_start_up(tmp_path: Path) -> None:
         assert process.returncode in (0, 130, 143), (delay, process.returncode, out)
         if out.strip():  # once smdpp has logged anything, it says why it stops
             assert f"{signo.name} received" in out, (delay, out)
+
+
+@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_the_listeners_start(tmp_path: Path, signo: int) -> None:
+    """Right after the material is loaded, while the store opens and the reactor starts:
+    Twisted would swallow a KeyboardInterrupt there and run on; the signal must stop it."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for number in range(3):
+        process = subprocess.Popen(
+            [sys.executable, str(REPO / "osmo-smdpp.py"), "-H", "127.0.0.1", "-p", "0",
+             "--admin-port", "0", "--data-dir", str(tmp_path / "d")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if "activation code" in line:
+                break
+        time.sleep(0.02 * number)
+        process.send_signal(signo)
+        out, _ = process.communicate(timeout=60)  # a server that ran on fails here
+        out = "".join(seen) + out
+        assert "Traceback" not in out, out
+        assert f"{signal.Signals(signo).name} received" in out, out
+        assert process.returncode in (0, 130, 143), (process.returncode, out)
 
 
 def test_json_log_lines(server_factory) -> None:
