@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -31,9 +32,32 @@ class RunningServer:
     url: str
     data_dir: Path
     lines: list[str] = field(default_factory=list)
+    # start_server's reader thread: set while it waits in read() with nothing of the pipe
+    # in hand, and once it has read the pipe's end (None: a reader of the caller's own)
+    reader_idle: threading.Event | None = None
+    reader_done: threading.Event | None = None
 
-    def log(self) -> str:
-        """What the server has printed so far, as far as the reader thread has got."""
+    def log(self, settle: float = 5.0) -> str:
+        """Everything the server has printed so far.
+
+        The server writes a call's log line before it sends the answer, so the
+        line is in the pipe once the answer is here; but it reaches
+        :attr:`lines` only through the reader thread, which a busy machine may
+        not have scheduled yet.  So wait (at most ``settle`` seconds) until
+        the pipe is empty and the reader is back in read() with nothing in hand.
+        """
+        deadline = time.monotonic() + settle
+        stdout = self.process.stdout
+        idle, done = self.reader_idle, self.reader_done
+        while (idle is not None and done is not None and time.monotonic() < deadline
+               and stdout is not None and not stdout.closed and not done.is_set()):
+            try:
+                pending = select.select([stdout.fileno()], [], [], 0)[0]
+            except (OSError, ValueError):  # the reader closed the pipe meanwhile
+                break
+            if not pending and idle.is_set():
+                break
+            time.sleep(0.005)
         return "".join(self.lines)
 
     def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
@@ -76,20 +100,34 @@ def start_server(data_dir: Path, *extra: str, timeout: float = 60.0,
     cmd = [sys.executable, str(REPO / "osmo-smdpp.py"), "-H", "127.0.0.1", "-p", "0",
            *where, *extra]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # binary and unbuffered: the reader's os.read() sees exactly what is in the pipe
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env, cwd=cwd or REPO, preexec_fn=preexec_fn)
+                               bufsize=0, env=env, cwd=cwd or REPO, preexec_fn=preexec_fn)
     lines: list[str] = []
     found: list[str] = []
     ready = threading.Event()
+    idle, done = threading.Event(), threading.Event()
 
     def reader() -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            match = READY.search(line)
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
+        fd, partial = process.stdout.fileno(), b""
+        while True:
+            idle.set()
+            chunk = os.read(fd, 65536)
+            idle.clear()
+            if not chunk:
+                break
+            *complete, partial = (partial + chunk).split(b"\n")
+            for raw in complete:
+                line = raw.decode("utf-8", "replace") + "\n"
+                lines.append(line)
+                match = READY.search(line)
+                if match and not found:
+                    found.append(match.group(1))
+                    ready.set()
+        if partial:
+            lines.append(partial.decode("utf-8", "replace"))
+        done.set()
         ready.set()
 
     threading.Thread(target=reader, daemon=True).start()
@@ -97,7 +135,7 @@ def start_server(data_dir: Path, *extra: str, timeout: float = 60.0,
         process.kill()
         process.wait()
         raise RuntimeError("smdpp did not start:\n" + "".join(lines))
-    return RunningServer(process, found[0], data_dir, lines)
+    return RunningServer(process, found[0], data_dir, lines, idle, done)
 
 
 @pytest.fixture
