@@ -7,10 +7,16 @@ def run() -> int:
     """The server's entry point (``./osmo-smdpp.py``, ``smdpp``, ``python -m smdpp``).
 
     Ctrl-C while the modules load ends it quietly (exit status 130), as it
-    does at any later moment (:func:`smdpp.cli.main`).
+    does at any later moment (:func:`smdpp.cli.main`): the signal waits, blocked,
+    until the handlers of ``main`` are in place.
     """
     try:
+        import signal
+        # SIGINT/SIGTERM wait while the modules load: a KeyboardInterrupt raised inside a
+        # library's import or a finalizer there can be swallowed, and the server would
+        # then run on, deaf to it.  smdpp.cli.main unblocks them once its handlers are in.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         from smdpp.cli import main
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # one that came before the mask
         return 130
     return main()

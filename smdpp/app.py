@@ -27,6 +27,12 @@ if TYPE_CHECKING:  # loaded at run time only by the functions that need them
 # the logger of the start-up lines since osmo-smdpp's shape (operators grep for "smdpp:")
 log = logging.getLogger("smdpp")
 
+#: SIGINT/SIGTERM numbers received before the reactor's handlers took over, in order.
+#: :func:`smdpp.cli.main` records each before it raises KeyboardInterrupt, because
+#: Python may swallow that exception (raised inside a ``__del__`` finalizer it is only
+#: printed as "Exception ignored"): :func:`serve` stops on a recorded signal all the same.
+STOP_SIGNALS_RECEIVED: list[int] = []
+
 
 def load_material(args: argparse.Namespace) -> tuple[CertificateStore, ProfileInventory]:
     """Prepare the data folder; load certificates and profiles (no session store yet)."""
@@ -171,7 +177,7 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     # From here until the reactor's own handlers are in place, SIGINT/SIGTERM are noted,
     # not raised: a KeyboardInterrupt inside the reactor's start-up or a LoopingCall is
     # swallowed by Twisted (logged, not propagated), and the server would run on, deaf.
-    pending: list[int] = []
+    pending = STOP_SIGNALS_RECEIVED  # also those whose KeyboardInterrupt was swallowed
 
     def later(signo: int, frame: Any) -> None:
         pending.append(signo)

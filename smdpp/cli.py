@@ -9,6 +9,7 @@ points (``osmo-smdpp.py``, ``python -m smdpp``).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -165,19 +166,30 @@ def main(argv: list[str] | None = None) -> int:
     """
     import signal
 
-    received: list[str] = []
+    received = app.STOP_SIGNALS_RECEIVED
 
-    def _terminate(signo: int, frame: Any) -> None:
-        received.append("SIGTERM")
+    def _interrupt(signo: int, frame: Any) -> None:
+        received.append(signo)  # kept: the KeyboardInterrupt may be swallowed (app.serve)
         raise KeyboardInterrupt
 
-    # SIGINT keeps Python's default handler (KeyboardInterrupt): Twisted replaces only that one
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    def _unraisable(hook_args: Any, default: Any = sys.unraisablehook) -> None:
+        # a KeyboardInterrupt raised in a __del__ is printed, not raised: it is recorded
+        # above and app.serve stops on it, so the traceback would only alarm
+        if not isinstance(hook_args.exc_value, KeyboardInterrupt):
+            default(hook_args)
+
+    sys.unraisablehook = _unraisable
+    # Python's default SIGINT handler is replaced by one that also records; Twisted's
+    # reactor would keep ours, so app.serve installs the reactor's own once it runs
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
+        # smdpp.run blocked both while the modules loaded: one that came meanwhile is
+        # delivered here, to the handler above
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         return _main(argv)
     except KeyboardInterrupt:
-        name = received[-1] if received else "SIGINT"
+        name = signal.Signals(received[-1]).name if received else "SIGINT"
         app.log.info("stopped: %s received%s", name, " (Ctrl-C)" if name == "SIGINT" else "")
         return 130 if name == "SIGINT" else 143
 
