@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """SM-DP+ server (SGP.22 ES9+), started the way osmo-smdpp's users know: ./osmo-smdpp.py"""
-import sys
-
-try:  # Ctrl-C while the first module loads: a quiet exit, no traceback
+try:  # Ctrl-C this early: a quiet exit, no traceback
+    import _signal  # the C module: no enums to build, so this is instant
+    # SIGINT/SIGTERM wait from here until smdpp.cli.main has its handlers (see smdpp.run)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT, _signal.SIGTERM})
+    import sys
     from smdpp import run
 except KeyboardInterrupt:
-    sys.exit(130)
+    raise SystemExit(130)
 
 sys.exit(run())

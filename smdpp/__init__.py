@@ -11,11 +11,11 @@ def run() -> int:
     until the handlers of ``main`` are in place.
     """
     try:
-        import signal
+        import _signal  # the C module, at once (``signal`` builds enums first)
         # SIGINT/SIGTERM wait while the modules load: a KeyboardInterrupt raised inside a
         # library's import or a finalizer there can be swallowed, and the server would
         # then run on, deaf to it.  smdpp.cli.main unblocks them once its handlers are in.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT, _signal.SIGTERM})
         from smdpp.cli import main
     except KeyboardInterrupt:  # one that came before the mask
         return 130
