@@ -21,8 +21,8 @@ import logging
 from typing import Any
 
 from smdpp.errors import SgpError
-from smdpp.http.es9p import (_JSON_HEADERS, HttpRequest, HttpResponse, _failed, _reply,
-                             _success, check_json_request)
+from smdpp.http.es9p import (JSON_HEADERS, HttpRequest, HttpResponse, failed_body, json_reply,
+                             success_body, check_json_request)
 from smdpp.orders.es2p import Es2pCore
 from smdpp.orders.operators import OperatorRegistry
 from smdpp import status
@@ -62,37 +62,37 @@ class Es2pApi:
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one request for ``/gsma/rsp2/es2plus/<function>`` (SGP.22 6.5)."""
         if not request.path.startswith(PATH_PREFIX):
-            return _reply(404, _failed(status.malformed("not an ES2+ path")))
+            return json_reply(404, failed_body(status.malformed("not an ES2+ path")))
         name = request.path[len(PATH_PREFIX):]
         if name not in self.core.functions:
-            return _reply(404, _failed(status.malformed(f"unknown ES2+ function {name[:64]!r}")))
+            return json_reply(404, failed_body(status.malformed(f"unknown ES2+ function {name[:64]!r}")))
         if request.method != "POST":
-            return _reply(405, _failed(status.malformed("ES2+ functions take POST")),
+            return json_reply(405, failed_body(status.malformed("ES2+ functions take POST")),
                           ((b"Allow", b"POST"),))
         problem = check_json_request(request, self.max_body)
         if problem is not None:
-            return _reply(problem[0], _failed(problem[1]))
+            return json_reply(problem[0], failed_body(problem[1]))
         try:
             body = json.loads(request.body)
         except (ValueError, RecursionError):
-            return _reply(400, _failed(status.malformed("body is not valid JSON")))
+            return json_reply(400, failed_body(status.malformed("body is not valid JSON")))
         if not isinstance(body, dict):
-            return _reply(400, _failed(status.malformed("body is not a JSON object")))
+            return json_reply(400, failed_body(status.malformed("body is not a JSON object")))
         try:
             operator = self._operator(request, body)
         except SgpError as err:
             log.info("ES2+ %s refused: %s", name, err.message)
-            return _reply(403, _failed(err))
+            return json_reply(403, failed_body(err))
         try:
             result = self.core.call(name, operator, body)
         except SgpError as err:
             log.info("ES2+ %s: %s failed %s/%s: %s", operator, name, err.subject_code,
                      err.reason_code, err.message)
-            return _reply(200, _failed(err))
+            return json_reply(200, failed_body(err))
         except Exception:  # a bug of ours (or the store's I/O): logged, a generic failure
             log.exception("ES2+ %s: %s raised unexpectedly", operator, name)
-            return _reply(200, _failed(status.internal_error()))
-        return HttpResponse(200, _JSON_HEADERS, _success(result))
+            return json_reply(200, failed_body(status.internal_error()))
+        return HttpResponse(200, JSON_HEADERS, success_body(result))
 
 
 def es2_factory(api: Es2pApi, dptls: Any | None, limits: Any | None = None) -> Any:

@@ -36,7 +36,7 @@ PATH_PREFIX = "/gsma/rsp2/es9plus/"  # SGP.22 6.5.1: https://<address>/gsma/rsp2
 MAX_FQDN = 255  # RFC 1035 2.3.4: the longest smdpAddress (an FQDN, SGP.22 4.1) there can be
 SERVER_ERROR_LOG_INTERVAL = 60.0  # seconds between lines about failing server I/O
 
-_JSON_HEADERS = ((b"Content-Type", b"application/json;charset=UTF-8"),
+JSON_HEADERS = ((b"Content-Type", b"application/json;charset=UTF-8"),
                  (b"X-Admin-Protocol", ADMIN_PROTOCOL.encode()))
 _NO_CONTENT_HEADERS = ((b"X-Admin-Protocol", ADMIN_PROTOCOL.encode()),)
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
@@ -124,14 +124,14 @@ class Es9pApi:
             log.info("%s %s: not an ES9+ path (404); the status page, /health and /metrics are "
                      "on the admin listener (--admin-port)", bounded(request.method, 10),
                      bounded(request.path))
-            return _reply(404, _failed(status.malformed("not an ES9+ path")))
+            return json_reply(404, failed_body(status.malformed("not an ES9+ path")))
         name = request.path[len(PATH_PREFIX):]
         function = self.functions.get(name)
         if function is None:
-            return _reply(404, _failed(status.malformed(
+            return json_reply(404, failed_body(status.malformed(
                 f"unknown ES9+ function {name[:64]!r}")))
         if request.method != "POST":  # ES9+ functions are POST only (SGP.22 6.1)
-            return _reply(405, _failed(status.malformed("ES9+ functions take POST")),
+            return json_reply(405, failed_body(status.malformed("ES9+ functions take POST")),
                           ((b"Allow", b"POST"),))
         started, clock = time.time(), time.perf_counter()
         self.engine.touched = None
@@ -146,19 +146,19 @@ class Es9pApi:
         problem = self._check_request(request)
         if problem is not None:
             code, error = problem
-            return _reply(code, _failed(error)), error
+            return json_reply(code, failed_body(error)), error
         try:
             body = json.loads(request.body, object_pairs_hook=_unique_keys)
         except _DuplicateKey as exc:  # which one a parser keeps differs: refuse, do not guess
             error = status.malformed(f"duplicate JSON key {exc}")
-            return _reply(400, _failed(error)), error
+            return json_reply(400, failed_body(error)), error
         except (ValueError, RecursionError):  # ValueError covers UnicodeDecodeError;
             # deep nesting exceeds the decoder's recursion limit well within max_body
             error = status.malformed("body is not valid JSON")
-            return _reply(400, _failed(error)), error
+            return json_reply(400, failed_body(error)), error
         if not isinstance(body, dict):
             error = status.malformed("body is not a JSON object")
-            return _reply(400, _failed(error)), error
+            return json_reply(400, failed_body(error)), error
         tid = _loggable_tid(body.get("transactionId"))
         address = body.get("smdpAddress") if "smdpAddress" in function.names else None
         if isinstance(address, str) and len(address) > MAX_FQDN:
@@ -167,13 +167,13 @@ class Es9pApi:
                      len(address))
             error = status.invalid_smdp_address(
                 f"smdpAddress of {len(address)} characters is longer than an FQDN ({MAX_FQDN})")
-            return _reply(200, _failed(error)), error
+            return json_reply(200, failed_body(error)), error
         try:
             result = function.call(**_arguments(function.fields, body))
         except SgpError as err:
             log.info("transactionId=%s: %s failed %s/%s: %s", tid, name, err.subject_code,
                      err.reason_code, err.message)
-            return _reply(200, _failed(err)), err
+            return json_reply(200, failed_body(err)), err
         except OSError as exc:  # the server's own I/O (a full disk under the session store)
             unlogged = self._server_errors.due()
             if unlogged is not None:
@@ -181,14 +181,14 @@ class Es9pApi:
                           f" ({unlogged} more such failure(s) since the last line)"
                           if unlogged else "")
             error = status.internal_error()
-            return _reply(200, _failed(error)), error
+            return json_reply(200, failed_body(error)), error
         except Exception:  # a bug of ours: log it, answer a generic failure
             log.exception("transactionId=%s: %s raised unexpectedly", tid, name)
             error = status.internal_error()
-            return _reply(200, _failed(error)), error
+            return json_reply(200, failed_body(error)), error
         if function.no_content:
             return HttpResponse(204, _NO_CONTENT_HEADERS, b""), None
-        return HttpResponse(200, _JSON_HEADERS, _success(result or {})), None
+        return HttpResponse(200, JSON_HEADERS, success_body(result or {})), None
 
     def _outcome(self, name: str, started: float, duration: float,
                  error: SgpError | None) -> CallOutcome:
@@ -267,7 +267,7 @@ def _snake(name: str) -> str:
 _SUCCESS_HEAD = b'{"header":{"functionExecutionStatus":{"status":"Executed-Success"}}'
 
 
-def _success(result: dict[str, Any]) -> bytes:
+def success_body(result: dict[str, Any]) -> bytes:
     """The JSON of a successful answer: the header, then ``result`` with bytes in base64.
 
     Base64 text needs no JSON escaping, so it is put in as it is: a BPP of
@@ -285,7 +285,8 @@ def _success(result: dict[str, Any]) -> bytes:
     return b"".join(parts)
 
 
-def _failed(error: SgpError) -> dict[str, Any]:
+def failed_body(error: SgpError) -> dict[str, Any]:
+    """The JSON body of a failed function: only the header with its status (SGP.22 6.5.1.4)."""
     return {"header": {"functionExecutionStatus": error.status()}}
 
 
@@ -305,7 +306,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _reply(code: int, body: dict[str, Any],
-           extra: tuple[tuple[bytes, bytes], ...] = ()) -> HttpResponse:
-    return HttpResponse(code, _JSON_HEADERS + extra,
+def json_reply(code: int, body: dict[str, Any],
+               extra: tuple[tuple[bytes, bytes], ...] = ()) -> HttpResponse:
+    """An HTTP response carrying ``body`` as JSON (shared by the ES9+ and ES2+ adapters)."""
+    return HttpResponse(code, JSON_HEADERS + extra,
                         _ENCODER.encode(body).encode())

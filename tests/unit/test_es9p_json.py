@@ -10,13 +10,13 @@ import os
 import pytest
 
 from smdpp.errors import SgpError
-from smdpp.http.es9p import PATH_PREFIX, Es9pApi, HttpRequest, _success
+from smdpp.http.es9p import PATH_PREFIX, Es9pApi, HttpRequest, success_body
 
 
 def test_success_answer_is_the_json_of_the_result_with_bytes_in_base64() -> None:
     result = {"transactionId": "0123456789ABCDEF", "boundProfilePackage": os.urandom(5000),
               "empty": b"", "count": 3, "nested": {"a": [1, "x"]}, 'odd "key"\n': "é\u2028"}
-    answer = json.loads(_success(result))
+    answer = json.loads(success_body(result))
     assert answer.pop("header") == {"functionExecutionStatus": {"status": "Executed-Success"}}
     expected = {k: base64.b64encode(v).decode() if isinstance(v, bytes) else v
                 for k, v in result.items()}
@@ -25,7 +25,7 @@ def test_success_answer_is_the_json_of_the_result_with_bytes_in_base64() -> None
 
 
 def test_empty_result_is_only_the_header() -> None:
-    assert json.loads(_success({})) == {
+    assert json.loads(success_body({})) == {
         "header": {"functionExecutionStatus": {"status": "Executed-Success"}}}
 
 
