@@ -194,7 +194,7 @@ def serve(engine: RspEngine, args: argparse.Namespace,
                                   GuardedFactory, Limits, log_twisted_warnings,
                                   raise_fd_limit, trim_memory)
 
-    observers = Observers()  # each ES9+ call's one report (smdpp/observe.py)
+    observers = Observers()  # each ES9+/ES2+ call's one report (smdpp/observe.py)
     if args.log_format == "json":
         observers.add(logs.call_logger)
     admin = None
@@ -263,7 +263,7 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     if admin is not None:  # the page names the address actually served (-p 0: the kernel's pick)
         admin.set_es9_url(f"{scheme}://{_url_host(address.host)}:{address.port}/gsma/rsp2/es9plus/")
     if orders is not None and not _serve_orders(orders, engine, args, reactor, es2_listen,
-                                                limits):
+                                                limits, observers or None):
         engine.store.close()
         return 1
     reload_crls_on_sighup(engine.certs, reactor, orders.load_pool if orders else None)
@@ -309,21 +309,24 @@ def _url_host(host: str) -> str:
 
 def _serve_orders(orders: OrdersService, engine: RspEngine, args: argparse.Namespace,
                   reactor: Any, listen: Callable[[Any], Any] | None = None,
-                  limits: Any = None) -> bool:
-    """Listen for ES2+ and start sending notifications; False after a "cannot start" line."""
+                  limits: Any = None, observer: Callable[[Any], None] | None = None) -> bool:
+    """Listen for ES2+ and start sending notifications; False after a "cannot start" line.
+
+    ``observer`` hears of each ES2+ call and each notification sent (smdpp/observe.py)."""
     from twisted.internet.error import CannotListenError
     host = args.es2_host or args.host
     try:
         url = orders.listen_es2(reactor, host, args.es2_port, certs=engine.certs,
                                 plain_http=args.es2_plain_http, cert_file=args.es2_cert,
-                                key_file=args.es2_key, listen=listen, limits=limits)
+                                key_file=args.es2_key, listen=listen, limits=limits,
+                                observer=observer)
     except CannotListenError as exc:
         log.error("cannot listen for ES2+ on %s:%d: %s", host, args.es2_port, exc.socketError)
         return False
     except (OSError, ValueError) as exc:
         log.error("cannot start ES2+: %s", exc)
         return False
-    orders.start_delivery(reactor, engine.certs)
+    orders.start_delivery(reactor, engine.certs, observer=observer)
     reactor.addSystemEventTrigger("before", "shutdown", orders.close)
     log.info("serving ES2+ on %s/gsma/rsp2/es2plus/ (%s; operators in %s)", url,
              "plain HTTP" if args.es2_plain_http else "mutual TLS",

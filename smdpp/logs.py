@@ -89,16 +89,32 @@ _calls = logging.getLogger("smdpp.calls")
 
 
 def call_logger(outcome: CallOutcome) -> None:
-    """Log one call as its own JSON line (an :data:`~smdpp.observe.Observer`)."""
-    from smdpp.observe import bounded
+    """Log one call as its own JSON line (an :data:`~smdpp.observe.Observer`).
 
-    _calls.info("%s %s %s", outcome.interface, outcome.function, outcome.code, extra={"call": {
-        "event": "call", "interface": outcome.interface, "function": outcome.function,
-        "transactionId": outcome.transaction_id, "eid": outcome.eid,
-        "matchingId": bounded(outcome.matching_id), "iccid": outcome.iccid,
+    ES2+ calls (SGP.22 5.3) carry the request header's identifiers instead of a
+    transactionId, and their matchingId masked: an order's matchingId is what
+    an LPA downloads with (the Confirmation Code never reaches the report)."""
+    from smdpp.observe import bounded, masked
+
+    call: dict[str, object] = {
+        "event": "call", "interface": outcome.interface, "function": outcome.function}
+    if outcome.interface == "ES2+":
+        call.update({"functionCallIdentifier": outcome.call_id,
+                     "functionRequesterIdentifier": outcome.requester})
+        if outcome.operator is not None:  # a notification the server sent to this operator
+            call["operator"] = outcome.operator
+        matching_id = masked(outcome.matching_id)
+    else:
+        call["transactionId"] = outcome.transaction_id
+        matching_id = bounded(outcome.matching_id)
+    call.update({
+        "eid": outcome.eid, "matchingId": matching_id, "iccid": outcome.iccid,
         "outcome": "success" if outcome.ok else "failed", "code": outcome.code,
-        "reason": bounded(outcome.message, 160), "state": outcome.state,
-        "installed": outcome.installed, "durationMs": round(outcome.duration * 1000, 3)}})
+        "reason": bounded(outcome.message, 160), "durationMs": round(outcome.duration * 1000, 3)})
+    if outcome.interface != "ES2+":
+        call.update({"state": outcome.state, "installed": outcome.installed})
+    _calls.info("%s %s %s", outcome.interface, outcome.function, outcome.code,
+                extra={"call": call})
 
 
 def configure(verbose: bool = False, stream: TextIO | None = None,

@@ -1,9 +1,12 @@
-"""One report per ES9+ function call, for whoever watches: metrics, the status page, JSON logs.
+"""One report per ES9+ or ES2+ function call, for whoever watches: metrics, the status page, JSON logs.
 
 The ES9+ adapter (:class:`smdpp.http.es9p.Es9pApi`) builds one
 :class:`CallOutcome` per request that names a known function, after the
 engine has answered, and hands it to every observer of an
-:class:`Observers` list.  The outcome carries what SGP.22 says about the call
+:class:`Observers` list.  The ES2+ adapter (:class:`smdpp.http.es2p.Es2pApi`,
+SGP.22 5.3) does the same for each operator call, and the delivery of
+HandleDownloadProgressInfo (:mod:`smdpp.orders.delivery`, SGP.22 5.3.5) for
+each notification the server sends out.  The outcome carries what SGP.22 says about the call
 (the function of SGP.22 5.6, its functionExecutionStatus of 6.5.1.4 with
 subjectCode/reasonCode on failure) and what the session tells about the
 download (EID, matchingId, ICCID, the state it moved to), never key material.
@@ -19,7 +22,7 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CallOutcome", "Observer", "Observers", "bounded"]
+__all__ = ["CallOutcome", "Observer", "Observers", "bounded", "masked"]
 
 # client-supplied strings (matchingId) are cut to this length wherever they are shown
 MAX_SHOWN = 64
@@ -44,16 +47,25 @@ class CallOutcome:
     state: str | None = None  # the session's state after the call (None: no session)
     # handleNotification with a ProfileInstallationResult: True/False, else None
     installed: bool | None = None
+    # ES2+ (SGP.22 6.5.1.3): the request header's functionCallIdentifier and
+    # functionRequesterIdentifier (bounded), and for a notification sent out the operator
+    call_id: str | None = None
+    requester: str | None = None
+    operator: str | None = None
+    # a failure without SGP.22 codes: the operator unreachable, an HTTP error ("http 503")
+    failure: str | None = None
 
     @property
     def ok(self) -> bool:
         """True for functionExecutionStatus Executed-Success."""
-        return self.subject_code is None
+        return self.subject_code is None and self.failure is None
 
     @property
     def code(self) -> str:
         """``subjectCode/reasonCode`` of a failure, ``ok`` for a success."""
-        return "ok" if self.subject_code is None else f"{self.subject_code}/{self.reason_code}"
+        if self.subject_code is not None:
+            return f"{self.subject_code}/{self.reason_code}"
+        return self.failure or "ok"
 
 
 Observer = Callable[[CallOutcome], None]
@@ -89,3 +101,13 @@ def bounded(text: str | None, limit: int = MAX_SHOWN) -> str | None:
         return None
     cleaned = "".join(c if c.isprintable() else "?" for c in text[:limit])
     return cleaned + ("..." if len(text) > limit else "")
+
+
+def masked(matching_id: str | None) -> str | None:
+    """An order's matchingId as pages and logs show it: its first 4 characters, then "...".
+
+    The matchingId of an ES2+ order lets whoever knows it download the profile
+    (SGP.22 3.1.3, with the SM-DP+ address): it works like a password."""
+    if matching_id is None or matching_id == "":
+        return matching_id
+    return bounded(matching_id[:4], 4) + "..."

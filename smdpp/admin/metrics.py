@@ -1,7 +1,8 @@
 """``GET /metrics``: the server's figures in the Prometheus text format, by prometheus-client.
 
 An observer of :mod:`smdpp.observe` counts downloads and times each ES9+
-function (SGP.22 5.6); :class:`TimedStore` times the session store; the
+function (SGP.22 5.6) and each ES2+ function (5.3: the operators' calls and
+the HandleDownloadProgressInfo sent out), with its outcome; :class:`TimedStore` times the session store; the
 connection guard of :mod:`smdpp.http.guard` reports connections (both
 fronts, TLS or not); collectors read, at each scrape, the
 sessions by state from the store and the days left on each certificate.
@@ -36,6 +37,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 disable_created_metrics()  # no *_created series: a start time per series is noise here
 # an ES9+ call takes about 1 to 10 ms of CPU here (Brainpool, large profiles: more)
 CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# an ES2+ call is a few store statements; a notification sent out is an HTTPS exchange
+ES2_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 STORE_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25)
 
 
@@ -109,6 +112,14 @@ class Metrics:
                               "error (code 'installation')", ["function", "code"], **kwargs)
         self.latency = Histogram("smdpp_es9_function_seconds", "Time the server took for each "
                                  "ES9+ function call", ["function"], buckets=CALL_BUCKETS, **kwargs)
+        self.es2_latency = Histogram("smdpp_es2_function_seconds", "Time of each ES2+ function "
+                                     "call: operators' calls and the HandleDownloadProgressInfo "
+                                     "the server sends", ["function"], buckets=ES2_BUCKETS,
+                                     **kwargs)
+        self.es2_calls = Counter("smdpp_es2_calls", "ES2+ calls by function and outcome: 'ok', "
+                                 "SGP.22 subjectCode/reasonCode, or a failure without codes "
+                                 "('unreachable', 'http 503') of a notification sent out",
+                                 ["function", "code"], **kwargs)
         self.store_latency = Histogram("smdpp_store_seconds", "Time of each session store "
                                        "operation", ["operation"], buckets=STORE_BUCKETS, **kwargs)
         self.connections_open = Gauge("smdpp_connections_open", "ES9+ connections open",
@@ -124,6 +135,10 @@ class Metrics:
 
     def __call__(self, outcome: CallOutcome) -> None:
         """Count one call (the :data:`~smdpp.observe.Observer` interface)."""
+        if outcome.interface == "ES2+":
+            self.es2_latency.labels(outcome.function).observe(outcome.duration)
+            self.es2_calls.labels(outcome.function, outcome.code).inc()
+            return
         latency = self._functions.get(outcome.function)
         if latency is None:  # the labelled child, looked up once per function
             latency = self._functions[outcome.function] = self.latency.labels(outcome.function)

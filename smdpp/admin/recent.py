@@ -70,7 +70,9 @@ class RecentSessions:
         self._numbers = itertools.count(1)
 
     def __call__(self, outcome: CallOutcome) -> None:
-        """Record one call (the :data:`~smdpp.observe.Observer` interface)."""
+        """Record one call (the :data:`~smdpp.observe.Observer` interface); ES9+ calls only."""
+        if outcome.interface != "ES9+":  # ES2+ calls belong to orders, not to sessions
+            return
         key = outcome.transaction_id or f"-{next(self._numbers)}"
         view = self._sessions.get(key)
         if view is None:

@@ -58,13 +58,14 @@ class OrdersService:
     def listen_es2(self, reactor: Any, host: str, port: int, *, certs: Any = None,
                    plain_http: bool = False, cert_file: Path | None = None,
                    key_file: Path | None = None, listen: Any = None,
-                   limits: Any = None) -> str:
+                   limits: Any = None, observer: Any = None) -> str:
         """Listen for ES2+; returns the base URL it serves.  ValueError when it cannot.
 
         ``certs`` is the server's CertificateStore (its DPtls are served),
         unless ``cert_file``/``key_file`` name the ES2+ certificate.
         ``listen(factory)`` opens the port instead of TCP on host:port (``--workers``);
-        ``limits`` are the ES9+ listener's deadlines and connection caps.
+        ``limits`` are the ES9+ listener's deadlines and connection caps;
+        ``observer`` hears of each ES2+ call (:mod:`smdpp.observe`).
         """
         from smdpp.http.es2p import Es2pApi, es2_factory
         dptls = None
@@ -73,7 +74,8 @@ class OrdersService:
                 raise ValueError(f"--es2-plain-http only on a loopback address, not {host}")
         else:
             dptls = self._tls_server(certs, cert_file, key_file)
-        api = Es2pApi(self.core, self.operators, client_certificates=not plain_http)
+        api = Es2pApi(self.core, self.operators, client_certificates=not plain_http,
+                      observer=observer)
         factory = es2_factory(api, dptls, limits)
         listening = (listen(factory) if listen is not None
                      else reactor.listenTCP(port, factory, interface=host))
@@ -108,9 +110,10 @@ class OrdersService:
         log.warning("notifications to operators go without a client certificate: no PEM DPtls")
         return None
 
-    def start_delivery(self, reactor: Any, certs: Any) -> Any:
-        """Send queued notifications from now on."""
-        return start_delivery(reactor, self.store, self.operators, self.client_credential(certs))
+    def start_delivery(self, reactor: Any, certs: Any, observer: Any = None) -> Any:
+        """Send queued notifications from now on; ``observer`` hears of each attempt."""
+        return start_delivery(reactor, self.store, self.operators, self.client_credential(certs),
+                              observer=observer)
 
     def close(self) -> None:
         self.store.close()

@@ -1,0 +1,100 @@
+"""Operations with orders, over the real server process: ES2+ calls in the JSON log and in
+/metrics, orders on the status page, and the activation codes of waiting orders at start."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.orders_fixtures import PROFILE_TYPE, pool_iccid, write_pool
+
+from .conftest import RunningServer, start_server
+from .operator_endpoint import OperatorEndpoint
+from .test_admin import admin_url, get, metrics
+from .test_orders import card, dl, es2_client, register
+
+CC = "4711"
+
+
+@pytest.fixture
+def ops(tmp_path: Path):
+    """A server with orders (pool of 6), JSON log lines, the admin listener; operator op1
+    notified at an HTTPS endpoint."""
+    data_dir = tmp_path / "smdpp-data"
+    write_pool(data_dir / "pool", range(1, 7))
+    server = start_server(data_dir, "--es2-port", "0", "--log-format", "json",
+                          "--admin-port", "0")
+    endpoint = OperatorEndpoint(tmp_path / "endpoint").start()
+    register(data_dir, "op1", "--notify-url", endpoint.url, "--notify-ca", str(endpoint.ca_file))
+    yield server, endpoint
+    endpoint.stop()
+    server.stop()
+
+
+def es2_calls(server: RunningServer, count: int) -> list[dict]:
+    """The JSON lines of the ES2+ calls once there are ``count`` of them."""
+    for _ in range(200):
+        lines = [json.loads(line) for line in server.log().splitlines()]  # all JSON
+        calls = [line for line in lines
+                 if line.get("event") == "call" and line["interface"] == "ES2+"]
+        if len(calls) >= count:
+            return calls
+        server.wait_for_log("", 0.05)
+    raise AssertionError(f"fewer than {count} ES2+ call lines:\n{server.log()}")
+
+
+def test_es2p_calls_in_json_log_and_metrics(ops) -> None:
+    server, endpoint = ops
+    euicc = card(server)
+    with es2_client(server) as es2:
+        iccid = es2.download_order(profile_type=PROFILE_TYPE)
+        answer = es2.confirm_order(iccid, release=True, confirmation_code=CC)
+        second = es2.download_order(iccid=pool_iccid(5))
+        es2.confirm_order(second, release=False)
+        es2.release_profile(second)
+        es2.cancel_order(second, "Available")
+        call_id = uuid.uuid4().hex
+        refused = es2.raw("releaseProfile", {"header": es2.header(call_id), "iccid": second})
+    assert refused.status_code_data["subjectCode"] == "8.2.1"  # Available: nothing to release
+    matching_id = answer["matchingId"]
+    dl(server, euicc, matching_id, cc=CC)
+    endpoint.wait_for(3)
+    calls = es2_calls(server, 10)
+    operator_calls = [c for c in calls if c["function"] != "handleDownloadProgressInfo"]
+    assert [c["function"] for c in operator_calls] == [
+        "downloadOrder", "confirmOrder", "downloadOrder", "confirmOrder", "releaseProfile",
+        "cancelOrder", "releaseProfile"]
+    for call in operator_calls:
+        assert call["functionRequesterIdentifier"] == "op1"
+        assert len(call["functionCallIdentifier"]) == 32 and call["durationMs"] >= 0
+    confirm = operator_calls[1]
+    assert confirm["iccid"] == iccid and confirm["outcome"] == "success" and confirm["code"] == "ok"
+    assert confirm["matchingId"] == matching_id[:4] + "..."  # masked: it downloads the profile
+    last = operator_calls[-1]
+    assert last["functionCallIdentifier"] == call_id and last["outcome"] == "failed"
+    assert last["code"] == f"8.2.1/{refused.status_code_data['reasonCode']}"
+    assert last["iccid"] == second
+    sent = [c for c in calls if c["function"] == "handleDownloadProgressInfo"]
+    assert len(sent) == 3 and all(c["outcome"] == "success" and c["operator"] == "op1"
+                                  for c in sent)
+    assert {c["iccid"] for c in sent} == {iccid + "F"} and {c["eid"] for c in sent} == {euicc.eid}
+    # never the Confirmation Code, its hash, nor the full matchingId in an ES2+ line
+    log = server.log()
+    cc_hash = hashlib.sha256(CC.encode()).digest()
+    for secret in (f'"{CC}"', cc_hash.hex(), base64.b64encode(cc_hash).decode()):
+        assert secret not in log
+    assert all(matching_id not in json.dumps(c) for c in calls)
+
+    figures = metrics(admin_url(server))
+    assert figures[("smdpp_es2_calls_total", (("code", "ok"), ("function", "downloadOrder")))] == 2
+    assert figures[("smdpp_es2_calls_total", (("code", "ok"), ("function", "releaseProfile")))] == 1
+    assert figures[("smdpp_es2_calls_total", (("code", last["code"]),
+                                              ("function", "releaseProfile")))] == 1
+    assert figures[("smdpp_es2_calls_total", (("code", "ok"),
+                                              ("function", "handleDownloadProgressInfo")))] == 3
+    assert figures[("smdpp_es2_function_seconds_count", (("function", "confirmOrder"),))] == 2
+    assert figures[("smdpp_downloads_completed_total", ())] == 1  # ES9+ counts stay ES9+'s
