@@ -201,7 +201,8 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     if args.admin_port is not None:
         from smdpp import admin as admin_listener
         admin = admin_listener.setup(engine, observers, version=version(), workers=args.workers,
-                                     token=getattr(args, "admin_token", None))
+                                     token=getattr(args, "admin_token", None),
+                                     orders=orders.store if orders is not None else None)
     api = Es9pApi(engine, observer=observers or None)
     log_twisted_warnings()
     limits = Limits.from_namespace(args).fitted(raise_fd_limit())

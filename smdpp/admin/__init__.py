@@ -51,8 +51,10 @@ def check_admin_options(host: str, token_file: Any) -> str | None:
 
 
 def setup(engine: RspEngine, observers: Observers, *, version: str, es9_url: str = "-",
-          workers: int = 1, token: str | None = None) -> Admin:
-    """Observe every ES9+ call and the store of ``engine``; the admin listener's handler."""
+          workers: int = 1, token: str | None = None, orders: Any = None) -> Admin:
+    """Observe every ES9+ call and the store of ``engine``; the admin listener's handler.
+
+    ``orders``: the order store (``--es2-port``), whose pool and orders the page shows."""
     from smdpp.admin.metrics import Metrics, TimedStore
 
     metrics = Metrics()
@@ -61,5 +63,6 @@ def setup(engine: RspEngine, observers: Observers, *, version: str, es9_url: str
     recent = RecentSessions()
     observers.add(recent)
     observers.add(metrics)
-    api = AdminApi(engine, recent, metrics, AdminInfo(version, es9_url, workers), token)
+    api = AdminApi(engine, recent, metrics, AdminInfo(version, es9_url, workers), token,
+                   orders=orders)
     return Admin(api, metrics)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from smdpp.activation import ActivationCode, qr_png_data_uri
+from smdpp.admin.orders import read_orders
 from smdpp.admin.page import CertificateRow, CrlRow, ProfileRow, StatusData, render
 from smdpp.admin.recent import RecentSessions
 from smdpp.http.es9p import HttpRequest, HttpResponse
@@ -61,8 +62,9 @@ class AdminApi:
 
     def __init__(self, engine: RspEngine, recent: RecentSessions, metrics: Metrics | None,
                  info: AdminInfo, token: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, orders: Any = None) -> None:
         self.engine = engine
+        self.orders = orders  # the OrderStore with --es2-port (smdpp.admin.orders reads it)
         self.recent = recent
         self.metrics = metrics
         self.info = info
@@ -177,7 +179,8 @@ class AdminApi:
         return StatusData(hostname=engine.config.hostname, version=self.info.version,
                           es9_url=self.info.es9_url, pid=os.getpid(), started=self.started,
                           workers=self.info.workers, sessions=self.recent.newest_first(),
-                          profiles=profiles, certificates=certs, crls=crls, notes=notes)
+                          profiles=profiles, certificates=certs, crls=crls, notes=notes,
+                          orders=read_orders(self.orders) if self.orders is not None else None)
 
 
 def _text(status: int, text: str) -> HttpResponse:

@@ -4,8 +4,10 @@
 the recent sessions with each ES9+ step (SGP.22 3.1.3), its time and outcome
 (SGP.22 6.5.1.4 subjectCode/reasonCode and message on failure), EID,
 matchingId and ICCID; the profiles with their activation codes (SGP.22 4.1)
-and QR codes; the certificates with their expiry (a warning 30 days ahead);
-the CRLs in use.  Every value is HTML-escaped: EIDs, matchingIds and
+and QR codes; with orders (ES2+, SGP.22 5.3) the pool's profiles by state
+and the recent orders (:mod:`smdpp.admin.orders`: matchingIds masked, no
+Confirmation Code); the certificates with their expiry (a warning 30 days
+ahead); the CRLs in use.  Every value is HTML-escaped: EIDs, matchingIds and
 messages come from the network.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
+from smdpp.admin.orders import OrdersView
 from smdpp.admin.recent import SessionView
 
 __all__ = ["StatusData", "CertificateRow", "ProfileRow", "CrlRow", "render", "WARN_DAYS"]
@@ -72,6 +75,7 @@ class StatusData:
     certificates: Sequence[CertificateRow] = ()
     crls: Sequence[CrlRow] = ()
     notes: list[str] = field(default_factory=list)
+    orders: OrdersView | None = None  # with --es2-port: the pool and the recent orders
 
 
 def _e(value: Any) -> str:
@@ -147,6 +151,50 @@ def _profiles(data: StatusData) -> list[str]:
                                           "activation code", "QR code"), rows)
 
 
+#: SGP.22 profile states in their order (smdpp/orders/states.py), for the inventory's columns
+_STATES = ("Available", "Allocated", "Linked", "Confirmed", "Released", "Downloaded",
+           "Installed", "Error", "Unavailable")
+
+
+def _orders(view: OrdersView) -> list[str]:
+    out = ['<h2 id="orders">Orders (ES2+)</h2>']
+    if view.problem is not None:
+        return out + [f'<p class="fail">{_e(view.problem)}</p>']
+    groups: dict[tuple[str, bool], dict[str, int]] = {}
+    for row in view.pool:
+        groups.setdefault((row.profile_type, row.from_template), {})[row.state] = row.count
+    if not groups:
+        out.append('<p class="note">No profile in pool/.</p>')
+    else:
+        states = [state for state in _STATES if any(state in g for g in groups.values())]
+        rows = [f"<tr><td>{_e(ptype)}</td><td>{'CSV + template' if csv else 'UPP files'}</td>"
+                + "".join(f'<td class="num">{counts.get(state, 0)}</td>' for state in states)
+                + f'<td class="num">{sum(counts.values())}</td></tr>'
+                for (ptype, csv), counts in sorted(groups.items())]
+        out += _table("pool-table", ("profileType", "from", *states, "total"), rows)
+    if not view.orders:
+        out.append('<p class="note">No order yet (smdpp-order create ...).</p>')
+        return out
+    if view.total > len(view.orders):
+        out.append(f'<p class="note">The {len(view.orders)} orders changed last of '
+                   f'{view.total}; smdpp-order list shows them all.</p>')
+    rows = []
+    for order in view.orders:
+        cc = ("required" + (f" ({order.cc_wrong} wrong)" if order.cc_wrong else "")
+              if order.cc_required else "no")
+        matching_id = "(by EID)" if order.matching_id == "" else order.matching_id
+        rows.append(f'<tr class="order"><td><code>{_e(order.iccid)}</code></td>'
+                    f"<td>{_e(order.state)}</td><td>{_e(order.profile_type)}</td>"
+                    f"<td><code>{_e(order.eid)}</code></td><td>{_e(order.operator)}</td>"
+                    f"<td><code>{_e(matching_id)}</code></td><td>{_e(cc)}</td>"
+                    f"<td>{_e(_time(order.ordered) if order.ordered else None)}</td>"
+                    f"<td>{_e(_time(order.updated))}</td>"
+                    f'<td class="{"fail" if order.failed else ""}">{_e(order.result)}</td></tr>')
+    return out + _table("order-table", ("ICCID", "state", "profileType", "EID", "operator",
+                                        "matchingId", "Confirmation Code", "ordered",
+                                        "last change", "last result"), rows)
+
+
 def _certificates(data: StatusData) -> list[str]:
     rows = []
     for row in data.certificates:
@@ -188,5 +236,6 @@ def render(data: StatusData) -> str:
         "Reload the page to refresh it.</p>",
     ]
     notes = [f'<p class="note">{_e(note)}</p>' for note in data.notes]
-    body = (_sessions(data) + _profiles(data) + _certificates(data) + _crls(data))
+    orders = _orders(data.orders) if data.orders is not None else []
+    body = (_sessions(data) + _profiles(data) + orders + _certificates(data) + _crls(data))
     return "\n".join(head + notes + body + ["</body></html>", ""])

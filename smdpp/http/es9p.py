@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 from smdpp.errors import SgpError, bounded
 from smdpp import status
 from smdpp.logs import Throttle
-from smdpp.observe import CallOutcome, Observer
+from smdpp.observe import CallOutcome, Observer, masked
 from smdpp.rsp.engine import RspEngine
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,9 @@ class Es9pApi:
             reason_code=error.reason_code if error else None,
             message=error.message if error else None,
             eid=session.eid if session else None,
-            matching_id=session.matching_id if session else None,
+            # an order's matchingId downloads its profile: never shown whole (smdpp/observe.py)
+            matching_id=(masked(session.matching_id) if session.ordered else
+                         session.matching_id) if session else None,
             iccid=session.iccid if session else None,
             state_before=before.value if before is not None else None,
             state=session.state.value if session is not None else None,

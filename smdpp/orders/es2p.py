@@ -132,7 +132,7 @@ class Es2pCore:
         event = Event.DOWNLOAD_ORDER_EID if eid else Event.DOWNLOAD_ORDER
         to = next_state(ProfileState.AVAILABLE, event)
         record = self.store.allocate(profile_type if iccid is None else None, iccid, to,
-                                     eid=eid, operator=operator)
+                                     eid=eid, operator=operator, ordered=self.store.clock())
         if record is None:
             if iccid is not None:
                 known = self.store.get(iccid)
@@ -231,7 +231,8 @@ class Es2pCore:
                                                 "become Unavailable")
             if event is Event.CANCEL_AVAILABLE:
                 return {"eid": None, "matching_id": None, "cc_hash": None, "cc_attempts": 0,
-                        "operator": None, "transaction_id": None, "error": None}
+                        "operator": None, "transaction_id": None, "error": None,
+                        "ordered": None}
             return {}
 
         self._step(operator, iccid, event, check)

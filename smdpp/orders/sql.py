@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS order_notifications (
     last_error TEXT
 )
 """
+#: Columns added since the first schema, for databases created before them: (name, type).
+#: ``ordered``: when ES2+.DownloadOrder took the profile (the status page shows it).
+_ADDED_COLUMNS = (("ordered", "{real}"),)
 
 
 class Database:
@@ -95,8 +98,21 @@ class SqliteDatabase(Database):
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA.format(
-                blob="BLOB", real="REAL", serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
+            self._db.execute("BEGIN IMMEDIATE")  # one process adds a missing column
+            try:
+                for statement in _SCHEMA.format(blob="BLOB", real="REAL", serial="INTEGER "
+                                                "PRIMARY KEY AUTOINCREMENT").split(";"):
+                    self._db.execute(statement)
+                present = {row[1] for row in self._db.execute(
+                    "PRAGMA table_info(order_profiles)")}
+                for name, kind in _ADDED_COLUMNS:
+                    if name not in present:
+                        self._db.execute(f"ALTER TABLE order_profiles ADD COLUMN {name} "
+                                         f"{kind.format(real='REAL')}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def run(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[list[tuple[Any, ...]], int]:
         with self._lock:  # the fetch too: another thread shares the connection
@@ -129,6 +145,9 @@ class PostgresDatabase(Database):
                 for statement in _SCHEMA.format(blob="BYTEA", real="DOUBLE PRECISION",
                                                 serial="BIGSERIAL PRIMARY KEY").split(";"):
                     self._conn.execute(statement)
+                for name, kind in _ADDED_COLUMNS:
+                    self._conn.execute(f"ALTER TABLE order_profiles ADD COLUMN IF NOT EXISTS "
+                                       f"{name} {kind.format(real='DOUBLE PRECISION')}")
         except psycopg.Error as exc:
             raise ValueError(f"cannot use the PostgreSQL order store: {exc}") from exc
 

@@ -31,7 +31,8 @@ CALL_ID_LIFETIME = 7 * 86400.0  # seconds a functionCallIdentifier is remembered
 _ALLOCATE_ATTEMPTS = 20
 
 _COLUMNS = ("iccid", "profile_type", "state", "eid", "matching_id", "cc_hash", "cc_attempts",
-            "operator", "transaction_id", "delivered", "error", "template", "version", "updated")
+            "operator", "transaction_id", "delivered", "error", "template", "version", "updated",
+            "ordered")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM order_profiles"
 #: Columns :meth:`OrderStore.update` may set besides the state.
 _UPDATABLE = frozenset(_COLUMNS) - {"iccid", "profile_type", "state", "version", "updated",
@@ -56,6 +57,7 @@ class ProfileRecord:
     template: str | None  # not personalized yet: the digest of its template (smdpp.orders.templates)
     version: int
     updated: float
+    ordered: float | None = None  # when ES2+.DownloadOrder took it (None: in the pool)
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> "ProfileRecord":
@@ -233,6 +235,19 @@ class OrderStore:
         else:
             rows = self._all(f"{_SELECT} WHERE state = ? ORDER BY iccid", (state.value,))
         return (ProfileRecord.from_row(row) for row in rows)
+
+    def recent_orders(self, limit: int) -> list[ProfileRecord]:
+        """The ``limit`` orders changed last (every profile not ``Available``), newest first."""
+        rows = self._all(f"{_SELECT} WHERE state <> ? ORDER BY updated DESC, iccid LIMIT ?",
+                         (ProfileState.AVAILABLE.value, limit))
+        return [ProfileRecord.from_row(row) for row in rows]
+
+    def inventory(self) -> list[tuple[str, bool, str, int]]:
+        """(profile type, from a CSV + template?, state, number of profiles), sorted."""
+        rows = self._all("SELECT profile_type, (template IS NOT NULL OR "
+                         "COALESCE(source, '') LIKE '%.csv:%'), state, COUNT(*) "
+                         "FROM order_profiles GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+        return [(ptype, bool(csv), state, int(count)) for ptype, csv, state, count in rows]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """profile type -> state -> number of profiles."""

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from smdpp import asn1, status
 from smdpp.bsp import PeerKeyError
 from smdpp.errors import EuiccReportedError, SgpError
+from smdpp.observe import masked
 from smdpp.es8p import (ProtectedProfilePackage, bind_profile_package, new_one_time_key,
                         protect_profile_package)
 from smdpp.pki.ecdsa import sign_plain, verify_plain
@@ -258,7 +259,9 @@ class RspEngine:
         self.caches.keep_euicc_key(tid, session.expires, session.euicc_public_key,
                                    identity.public_key)
         log.info("transactionId=%s: authenticateClient EID %s, matchingId %s, ICCID %s",
-                 tid, identity.eid, profile.matching_id, profile.iccid)
+                 tid, identity.eid,  # an order's matchingId downloads it: masked (ES2+, 3.1.3)
+                 masked(profile.matching_id) if session.ordered else profile.matching_id,
+                 profile.iccid)
         return {
             "transactionId": tid,
             "profileMetadata": metadata,

@@ -94,3 +94,57 @@ def test_status_page_shows_a_download_with_its_steps(server_factory, browser, tm
     assert browser.save_screenshot(str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     print(f"status page screenshot: {shot}")
+
+
+def test_status_page_shows_an_order_change_state(tmp_path: Path, browser) -> None:
+    """With orders (--es2-port): the pool, then an order appearing and installed after its
+    download, its matchingId masked; a screenshot of the page with the order."""
+    from selenium.webdriver.common.by import By
+
+    from tests.orders_fixtures import PROFILE_TYPE, write_pool
+
+    from .conftest import start_server
+    from .test_orders import card, dl, es2_client, register
+
+    data_dir = tmp_path / "smdpp-data"
+    write_pool(data_dir / "pool", range(1, 4))
+    server = start_server(data_dir, "--es2-port", "0", "--admin-port", "0")
+    try:
+        register(data_dir, "op1")
+        url = admin_url(server) + "/"
+        browser.get(url)
+        assert "No order yet" in browser.find_element(By.ID, "orders").find_element(
+            By.XPATH, "following-sibling::p").text
+        euicc = card(server)
+        with es2_client(server) as es2:
+            iccid = es2.download_order(profile_type=PROFILE_TYPE)
+            matching_id = es2.confirm_order(iccid, release=True)["matchingId"]
+        browser.refresh()
+
+        def order_cells() -> list[str]:
+            row = browser.find_elements(By.CSS_SELECTOR, "#order-table tr.order")[0]
+            return [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+
+        cells = order_cells()
+        assert cells[:2] == [iccid, "Released"] and cells[5] == matching_id[:4] + "..."
+        assert matching_id not in browser.page_source
+        dl(server, euicc, matching_id)
+        for _ in range(50):
+            browser.refresh()
+            cells = order_cells()
+            if cells[1] == "Installed":
+                break
+        assert cells[1] == "Installed" and cells[3] == euicc.eid
+        assert cells[-1] == "installed on the eUICC"
+        assert matching_id not in browser.page_source  # nor in the session's row
+        session = browser.find_elements(By.CSS_SELECTOR, "#session-table tr.session")[0]
+        assert session.find_elements(By.XPATH, "./td")[3].text == matching_id[:4] + "..."
+        pool = browser.find_elements(By.CSS_SELECTOR, "#pool-table tr")
+        assert [cell.text for cell in pool[0].find_elements(By.TAG_NAME, "th")][2:] == [
+            "Available", "Installed", "total"]
+        shot = tmp_path / "status-page-orders.png"
+        assert browser.save_screenshot(str(shot))
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+        print(f"status page with orders, screenshot: {shot}")
+    finally:
+        server.stop()
