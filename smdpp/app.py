@@ -70,28 +70,9 @@ def load_material(args: argparse.Namespace) -> tuple[CertificateStore, ProfileIn
     for host, side in certs.side_by_side.items():
         log.info("also serving SM-DP+ %s at %s: %s", side[0].label, host, ", ".join(
             f"{c.curve} {c.smdp_oid} (CI {c.ci_pkid.hex()})" for c in side))
-    announce_profiles(profiles, args.hostname, args.qr_dir)
+    from smdpp.announce import announce_profiles
+    announce_profiles(profiles, args.hostname, args.qr_dir, also=certs.side_by_side)
     return certs, profiles
-
-
-def announce_profiles(profiles: ProfileInventory, hostname: str, qr_dir: Path | None) -> None:
-    """One line per servable profile with its activation code (SGP.22 4.1), QR PNGs to ``qr_dir``."""
-    from smdpp.activation import ActivationCode, qr_png
-
-    if qr_dir is not None:
-        qr_dir.mkdir(parents=True, exist_ok=True)
-    for profile in sorted(profiles, key=lambda p: p.matching_id):
-        try:
-            code = ActivationCode(hostname, profile.matching_id)
-            text = code.uri()
-        except ValueError as exc:
-            log.warning("profile %s: no activation code: %s", profile.matching_id, exc)
-            continue
-        written = ""
-        if qr_dir is not None:
-            written = f", QR code {qr_png(code, qr_dir / f'{profile.matching_id}.png')}"
-        log.info("profile %s (ICCID %s): activation code %s%s", profile.matching_id,
-                 profile.iccid, text, written)
 
 
 def version() -> str:
@@ -160,7 +141,8 @@ def serve(engine: RspEngine, args: argparse.Namespace,
           on_listening: Callable[[str, int], None] | None = None,
           orders: OrdersService | None = None,
           es2_listen: Callable[[Any], Any] | None = None,
-          admin_listen: Callable[[Any], Any] | None = None) -> int:
+          admin_listen: Callable[[Any], Any] | None = None,
+          announce_orders: bool = True) -> int:
     """Serve ES9+ with ``engine`` in this process until the reactor stops.
 
     ``listen(site)`` opens the listening port (default: TCP on --host/--port);
@@ -170,7 +152,9 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     (:mod:`smdpp.workers`) passes those.
     With ``orders`` ES2+ is served on ``--es2-port`` (``es2_listen(site)``
     opens that port, as ``listen`` does for ES9+) and queued
-    HandleDownloadProgressInfo are sent (:mod:`smdpp.orders.service`).
+    HandleDownloadProgressInfo are sent (:mod:`smdpp.orders.service`), and the
+    released orders' activation codes logged (unless ``announce_orders`` is
+    False: ``--workers`` logs them once, in the parent).
     """
     import signal
 
@@ -264,7 +248,7 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     if admin is not None:  # the page names the address actually served (-p 0: the kernel's pick)
         admin.set_es9_url(f"{scheme}://{_url_host(address.host)}:{address.port}/gsma/rsp2/es9plus/")
     if orders is not None and not _serve_orders(orders, engine, args, reactor, es2_listen,
-                                                limits, observers or None):
+                                                limits, observers or None, announce_orders):
         engine.store.close()
         return 1
     reload_crls_on_sighup(engine.certs, reactor, orders.load_pool if orders else None)
@@ -310,7 +294,8 @@ def _url_host(host: str) -> str:
 
 def _serve_orders(orders: OrdersService, engine: RspEngine, args: argparse.Namespace,
                   reactor: Any, listen: Callable[[Any], Any] | None = None,
-                  limits: Any = None, observer: Callable[[Any], None] | None = None) -> bool:
+                  limits: Any = None, observer: Callable[[Any], None] | None = None,
+                  announce: bool = True) -> bool:
     """Listen for ES2+ and start sending notifications; False after a "cannot start" line.
 
     ``observer`` hears of each ES2+ call and each notification sent (smdpp/observe.py)."""
@@ -332,6 +317,10 @@ def _serve_orders(orders: OrdersService, engine: RspEngine, args: argparse.Names
     log.info("serving ES2+ on %s/gsma/rsp2/es2plus/ (%s; operators in %s)", url,
              "plain HTTP" if args.es2_plain_http else "mutual TLS",
              orders.operators.folder)
+    if announce:
+        from smdpp.announce import announce_orders
+        announce_orders(orders.store, args.hostname, args.qr_dir, es2_url=url,
+                        data_dir=args.data_dir)
     return True
 
 

@@ -297,7 +297,8 @@ class Supervisor:
                 os.close(ready_fd)
 
         return serve(engine, self.args, listen=listen, on_listening=on_listening,
-                     orders=orders, es2_listen=es2_listen, admin_listen=admin_listen)
+                     orders=orders, es2_listen=es2_listen, admin_listen=admin_listen,
+                     announce_orders=False)  # the parent did, once
 
 
 def _signal(pid: int, signo: signal.Signals) -> None:
@@ -341,13 +342,11 @@ def run_workers(args: argparse.Namespace) -> int:
                   "to one process (use shelve:, redis:// or postgresql://)", args.workers,
                   args.store)
         return 1
-    admin = None
+    admin = orders = None
     try:
         material = load_material(args)
         open_store(args.store, args.data_dir).close()  # reachable; file or schema created once
         orders = open_orders(args)  # the order store and pool/ prepared once, before the race
-        if orders is not None:
-            orders.close()
         address = resolve(args.host, args.port)
         reservation = reuseport_socket(address)
         es2 = None
@@ -356,6 +355,11 @@ def run_workers(args: argparse.Namespace) -> int:
             es2_reservation = reuseport_socket(es2_address)
             es2 = (ListenAddress(es2_address.family, es2_reservation.getsockname()),
                    es2_reservation)
+        if orders is not None and es2 is not None:  # the released orders' codes, once
+            from smdpp.announce import announce_orders
+            scheme = "http" if args.es2_plain_http else "https"
+            announce_orders(orders.store, args.hostname, args.qr_dir, data_dir=args.data_dir,
+                            es2_url=f"{scheme}://{es2[0].url_host}:{es2[0].port}")
         if args.admin_port is not None:
             admin_reservation = reuseport_socket(resolve(args.admin_host, args.admin_port))
             admin = (ListenAddress(admin_reservation.family, admin_reservation.getsockname()),
@@ -363,6 +367,9 @@ def run_workers(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 1
+    finally:
+        if orders is not None:
+            orders.close()
     address = ListenAddress(address.family, reservation.getsockname())
     log.info("session store %s, starting %d workers", redact_url(args.store), args.workers)
     supervisor = Supervisor(args, material, address, reservation, es2)

@@ -147,3 +147,57 @@ def pool_counts(page: str) -> dict[str, str]:
     names = re.findall(r"<th>(.*?)</th>", head)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
     return {name: cell for name, cell in zip(names, cells) if name not in ("profileType", "from")}
+
+
+def test_released_orders_activation_codes_at_start(tmp_path: Path) -> None:
+    """The released orders' codes (the first 10, the rest counted) and the pool's line, in the
+    first lines of a restarted server, once also with --workers 2; --qr-dir writes them."""
+    import re
+    import shutil
+    import subprocess
+
+    from smdpp.activation import parse_activation_code
+
+    data_dir = tmp_path / "smdpp-data"
+    write_pool(data_dir / "pool", range(1, 16))
+    server = start_server(data_dir, "--es2-port", "0")
+    register(data_dir, "op1")
+    codes = {}
+    with es2_client(server) as es2:
+        for number in range(12):
+            iccid = es2.download_order(iccid=pool_iccid(number + 1))
+            answer = es2.confirm_order(iccid, release=True,
+                                       confirmation_code=CC if number == 0 else None)
+            codes[iccid] = answer["matchingId"]
+        es2.confirm_order(es2.download_order(iccid=pool_iccid(13)), release=False)  # not released
+    server.stop()
+    qr_dir = tmp_path / "qr"
+    for extra in ((), ("--workers", "2", "--store", "shelve:")):
+        server = start_server(data_dir, "--es2-port", "0", "--qr-dir", str(qr_dir), *extra)
+        try:
+            log = server.log()
+        finally:
+            server.stop()
+        lines = log[:log.index("serving ES9+")].splitlines()
+        shown = [line for line in lines if " order ICCID " in line]
+        assert len(shown) == 10, log  # once, also with two workers
+        for line in shown:
+            iccid = re.search(r"order ICCID (\d+)", line).group(1)
+            code = parse_activation_code(re.search(r"activation code ([^\s,]+)", line).group(1))
+            assert (code.smdp_address, code.matching_id) == ("testsmdpplus1.example.com",
+                                                             codes[iccid])
+            assert code.confirmation_code_required == (iccid == pool_iccid(1))
+            assert ("Confirmation Code is required" in line) == (iccid == pool_iccid(1))
+            assert (qr_dir / f"order-{iccid}.png").read_bytes()[:4] == b"\x89PNG"
+        assert pool_iccid(13) not in log  # Confirmed, not released: no code
+        assert any("and 2 more released orders: smdpp-order --data-dir" in line
+                   for line in lines), log
+        pool = [line for line in lines if "pool: " in line and "Available" in line]
+        assert len(pool) == 1 and "2 of profileType 'smdpp test pool' Available" in pool[0]
+        assert re.search(r"smdpp-order --url https://127\.0\.0\.1:\d+ --operator NAME", pool[0])
+        assert CC not in log
+    zbarimg = shutil.which("zbarimg")
+    if zbarimg is not None:  # .ci/run installs zbar-tools
+        out = subprocess.run([zbarimg, "--quiet", "--raw", str(qr_dir / f"order-{pool_iccid(1)}.png")],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        assert out.strip() == f"LPA:1$testsmdpplus1.example.com${codes[pool_iccid(1)]}$$1"

@@ -207,7 +207,12 @@ def test_two_identities_side_by_side(layout: PysimLayout, server_factory) -> Non
     (DP2's from the dNSName of its DPtls)."""
     server: RunningServer = server_factory(layout.data_dir, "--smdp-identity", "DP",
                                            "--smdp-identity", "DP2", "-m")
-    assert f"also serving SM-DP+ DP2 at {DP2_HOSTNAME}: brainpoolP256r1 {DP2_OID}" in server.log()
+    log = server.log()
+    assert f"also serving SM-DP+ DP2 at {DP2_HOSTNAME}: brainpoolP256r1 {DP2_OID}" in log
+    # an activation code per profile and address, before the serving line (the first screen)
+    for address in (ADDRESS, DP2_HOSTNAME):
+        assert log.index(f"activation code LPA:1${address}$TS48V2-SAIP2-1-NOBERTLV") \
+            < log.index("serving ES9+")
     brp, nist = ci_pkid(layout.ci("BRP")), ci_pkid(layout.ci("NIST"))
     with Es9Client(server.url) as client:
         for address, oid, dpauth in ((ADDRESS, SGP26_OID, "DPauth_ECDSA_BRP"),
