@@ -187,6 +187,7 @@ def serve(engine: RspEngine, args: argparse.Namespace,
         admin = admin_listener.setup(engine, observers, version=version(), workers=args.workers,
                                      token=getattr(args, "admin_token", None),
                                      orders=orders.store if orders is not None else None)
+        admin.start(reactor)  # --workers: this worker's sessions for every worker's page
     api = Es9pApi(engine, observer=observers or None)
     log_twisted_warnings()
     limits = Limits.from_namespace(args).fitted(raise_fd_limit())

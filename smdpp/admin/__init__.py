@@ -3,16 +3,20 @@
 :func:`setup` is all that start-up calls: it adds the observers (recent
 sessions, metrics) to the ES9+ adapter's :class:`~smdpp.observe.Observers`,
 times the engine's session store, and returns the :class:`Admin` whose
-:meth:`Admin.site` the start-up code listens with.  Everything else lives in
+:meth:`Admin.site` the start-up code listens with (and whose
+:meth:`Admin.start` shares this worker's sessions with ``--workers``).  Everything else lives in
 :mod:`smdpp.admin.api` (requests), :mod:`smdpp.admin.page` (HTML),
-:mod:`smdpp.admin.recent` (sessions and steps) and :mod:`smdpp.admin.metrics`.
+:mod:`smdpp.admin.recent` (sessions and steps), :mod:`smdpp.admin.worker_sessions`
+(every worker's), :mod:`smdpp.admin.orders` and :mod:`smdpp.admin.metrics`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smdpp.admin.api import AdminApi, AdminInfo, is_loopback, read_token
+from smdpp.admin.multiproc import multiprocess_dir
 from smdpp.admin.recent import RecentSessions
 from smdpp.observe import Observers
 
@@ -29,6 +33,11 @@ class Admin:
 
     api: AdminApi
     metrics: Metrics
+
+    def start(self, clock: Any) -> None:
+        """With ``--workers``: write this worker's recent sessions for the others' pages."""
+        if self.api.session_files is not None:
+            self.api.session_files.start(clock)
 
     def set_es9_url(self, url: str) -> None:
         """Where ES9+ is served, once it listens (the page shows it)."""
@@ -65,4 +74,8 @@ def setup(engine: RspEngine, observers: Observers, *, version: str, es9_url: str
     observers.add(metrics)
     api = AdminApi(engine, recent, metrics, AdminInfo(version, es9_url, workers), token,
                    orders=orders)
+    folder = multiprocess_dir()  # --workers: the supervisor's per-run folder
+    if folder is not None and workers > 1:
+        from smdpp.admin.worker_sessions import SessionFiles
+        api.session_files = SessionFiles(recent, Path(folder))
     return Admin(api, metrics)

@@ -65,6 +65,8 @@ class AdminApi:
                  clock: Callable[[], float] = time.time, orders: Any = None) -> None:
         self.engine = engine
         self.orders = orders  # the OrderStore with --es2-port (smdpp.admin.orders reads it)
+        #: --workers: every worker's sessions (smdpp.admin.worker_sessions); None: this one's
+        self.session_files: Any = None
         self.recent = recent
         self.metrics = metrics
         self.info = info
@@ -172,13 +174,15 @@ class AdminApi:
                        loaded.crl.last_update_utc, loaded.crl.next_update_utc, loaded.number,
                        len(loaded.crl)) for loaded in engine.certs.crls]
         notes = []
-        if self.info.workers > 1:
-            notes.append(f"With --workers {self.info.workers}, this page shows the sessions of the "
-                         f"worker that answered (process {os.getpid()}); each reload may reach "
-                         "another. /metrics counts every worker.")
+        sessions = self.recent.newest_first()
+        if self.session_files is not None:
+            sessions, notes = self.session_files.sessions(self.recent.limit)
+            notes.insert(0, f"The sessions of all {self.info.workers} workers: this one's as "
+                            "they are, the others' as of a moment ago (each worker writes its "
+                            "own a few times a second).")
         return StatusData(hostname=engine.config.hostname, version=self.info.version,
                           es9_url=self.info.es9_url, pid=os.getpid(), started=self.started,
-                          workers=self.info.workers, sessions=self.recent.newest_first(),
+                          workers=self.info.workers, sessions=sessions,
                           profiles=profiles, certificates=certs, crls=crls, notes=notes,
                           orders=read_orders(self.orders) if self.orders is not None else None)
 

@@ -4,7 +4,9 @@ prometheus-client chooses between counting in memory and counting in
 memory-mapped files (one set per process, in ``PROMETHEUS_MULTIPROC_DIR``)
 when it is first imported.  So the parent, which never counts, prepares an
 empty folder and sets the variable before any worker is forked and before
-anything imports prometheus-client: this module does not import it.
+anything imports prometheus-client: this module does not import it.  The
+workers also share their recent sessions through this folder
+(:mod:`smdpp.admin.worker_sessions`).
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ def multiprocess_dir() -> str | None:
 def prepare(folder: Path) -> None:
     """An empty folder for multiprocess mode, set in the environment for the workers to come."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for old in folder.glob("*.db"):  # counts of an earlier run must not add up with ours
+    # counts (and workers' recent sessions, smdpp/admin/worker_sessions.py) of an earlier
+    # run must not add up with ours
+    for old in (*folder.glob("*.db"), *folder.glob("recent-*.json")):
         old.unlink()
     os.environ[MULTIPROC_ENV] = str(folder)
 

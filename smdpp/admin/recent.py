@@ -68,6 +68,7 @@ class RecentSessions:
         self.limit = limit
         self._sessions: OrderedDict[str, SessionView] = OrderedDict()
         self._numbers = itertools.count(1)
+        self.changes = 0  # counts recorded calls: a writer of the ring sees whether it changed
 
     def __call__(self, outcome: CallOutcome) -> None:
         """Record one call (the :data:`~smdpp.observe.Observer` interface); ES9+ calls only."""
@@ -90,6 +91,7 @@ class RecentSessions:
         if len(view.steps) < MAX_STEPS:
             view.steps.append(Step(outcome.function, outcome.started, outcome.duration,
                                    outcome.code, bounded(outcome.message, 160)))
+        self.changes += 1
 
     def newest_first(self) -> list[SessionView]:
         """The sessions, most recently active first."""

@@ -137,17 +137,44 @@ def test_connections_open_and_refused(server_factory) -> None:
 
 
 def test_workers_are_all_counted(server_factory) -> None:
-    server = server_factory(None, "--workers", "2", "--admin-port", "0")
+    """--workers 2: downloads through both workers (the JSON log's worker field says which
+    answered); every download on the page and in /metrics, whichever worker answers."""
+    server = server_factory(None, "--workers", "2", "--admin-port", "0", "--log-format", "json")
     url = admin_url(server)
-    for _ in range(4):
-        one_download(server)
-    pages = [get(url + "/")[2] for _ in range(3)]
-    assert all("one of 2 workers" in page for page in pages)
+    downloads: dict[str, set[int]] = {}  # transactionId -> workers that answered its calls
+    for number in range(1, 41):  # the kernel picks the worker of each connection
+        eid = one_download(server)
+        for _ in range(200):  # the last call's line is written before its answer goes out
+            calls = [call for call in map(json.loads, server.log().splitlines())
+                     if call.get("event") == "call" and call["transactionId"]]
+            if sum(call["function"] == "handleNotification" for call in calls) == number:
+                break
+            time.sleep(0.02)
+        for call in calls:
+            downloads.setdefault(call["transactionId"], set()).add(call["worker"])
+        if number >= 4 and set().union(*downloads.values()) == {1, 2}:
+            break
+    assert set().union(*downloads.values()) == {1, 2}, downloads  # both workers answered
+    pids: set[str] = set()
+    deadline = time.monotonic() + 30
+    while len(pids) < 2:  # each page request may reach either worker
+        assert time.monotonic() < deadline, pids
+        page = get(url + "/")[2]
+        pid = re.search(r"process (\d+) \(one of 2 workers\)", page).group(1)
+        rows = re.findall(r'<tr class="session">(.*?)</tr></table></td></tr>', page)
+        shown = {re.search(r"<code>([0-9A-F]{32})</code>", row).group(1): row for row in rows}
+        assert "The sessions of all 2 workers" in page
+        # each download installed, with its four steps, whichever worker answered which call
+        if all(tid in shown and ">installed<" in shown[tid] and eid in shown[tid]
+               and shown[tid].count("<tr><td>") == 4 for tid in downloads):
+            pids.add(pid)
+        else:  # the other worker's ring reaches its file within 0.25 s
+            time.sleep(0.1)
     for _ in range(3):  # whichever worker answers, every worker's downloads are counted
         figures = metrics(url)
-        assert figures[("smdpp_downloads_started_total", ())] == 4
-        assert figures[("smdpp_downloads_completed_total", ())] == 4
-        assert figures[("smdpp_sessions", (("state", "done"),))] == 4
+        assert figures[("smdpp_downloads_started_total", ())] == len(downloads)
+        assert figures[("smdpp_downloads_completed_total", ())] == len(downloads)
+        assert figures[("smdpp_sessions", (("state", "done"),))] == len(downloads)
 
 
 def test_admin_elsewhere_than_loopback_needs_a_token(server_factory, tmp_path: Path) -> None:
