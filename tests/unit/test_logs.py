@@ -102,3 +102,42 @@ def test_a_line_reaches_a_pipe_while_the_process_runs() -> None:
     finally:
         child.communicate("", timeout=30)
     assert child.returncode == 0
+
+
+def test_es2p_reports_in_json_lines_and_delivery_outcomes() -> None:
+    """ES2+ reports: a delivery's outcome from the queued body; the JSON line masks the
+    matchingId and carries the ES2+ ids, never a transactionId."""
+    import io
+    import json as json_module
+
+    from smdpp import logs
+    from smdpp.observe import CallOutcome
+    from smdpp.orders.delivery import OperatorFailed, outcome
+    from smdpp.orders.store import QueuedNotification
+
+    body = json_module.dumps({"header": {"functionRequesterIdentifier": "smdp.example",
+                                         "functionCallIdentifier": "c1"},
+                              "iccid": "8999000000000000013F", "eid": "8904",
+                              "resultData": "vzc="}).encode()
+    item = QueuedNotification(1, "op1", body, 0)
+    sent = outcome(item, 1.0, 0.01, None)
+    assert (sent.ok, sent.code, sent.operator, sent.call_id) == (True, "ok", "op1", "c1")
+    down = outcome(item, 1.0, 0.01, OSError("connection refused"))
+    assert (down.ok, down.code) == (False, "unreachable")
+    assert outcome(item, 1.0, 0.0, OperatorFailed("x", 503, None)).code == "http 503"
+    assert outcome(item, 1.0, 0.0, OperatorFailed("x", 200, ("8.1", "1.1"))).code == "8.1/1.1"
+
+    stream = io.StringIO()
+    logs.configure(stream=stream, log_format="json")
+    try:
+        logs.call_logger(CallOutcome("ES2+", "confirmOrder", 1.0, 0.002, None,
+                                     matching_id="ABCD-EFGH-IJKL", iccid="8999",
+                                     call_id="c2", requester="op1"))
+        logs.call_logger(sent)
+    finally:
+        logs.configure()
+    confirm, delivered = map(json_module.loads, stream.getvalue().splitlines())
+    assert confirm["matchingId"] == "ABCD..." and "transactionId" not in confirm
+    assert (confirm["functionCallIdentifier"], confirm["functionRequesterIdentifier"]) == (
+        "c2", "op1")
+    assert delivered["operator"] == "op1" and "vzc=" not in json_module.dumps(delivered)

@@ -52,3 +52,4 @@ def test_damaged_and_hostile_files_are_skipped_and_named(tmp_path: Path) -> None
     assert [view.transaction_id for view in sessions] == [TID]
     assert [p.split(" ")[0] for p in problems] == ["recent-7.json", "recent-8.json",
                                                    "recent-9.json"]
+
