@@ -275,7 +275,11 @@ class RspEngine:
         """The profile for an activation code's MatchingID (SGP.22 3.1.3 / 5.6.3) and its
         StoreMetadataRequest: an operator's order first, else a file of the lab's upp/."""
         if self.orders is not None:
-            ordered = self.orders.find(matching_id, eid)
+            try:
+                ordered = self.orders.find(matching_id, eid)
+            except SgpError:  # an order's matchingId, refused: shown masked all the same
+                session.ordered = True
+                raise
             if ordered is not None:
                 session.ordered = True
                 session.cc_required = ordered.cc_required

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from smdpp.euicc.client import DownloadError
 from tests.orders_fixtures import PROFILE_TYPE, pool_iccid, write_pool
 
 from .conftest import RunningServer, start_server
@@ -55,7 +56,9 @@ def test_es2p_calls_in_json_log_and_metrics(ops) -> None:
         iccid = es2.download_order(profile_type=PROFILE_TYPE)
         answer = es2.confirm_order(iccid, release=True, confirmation_code=CC)
         second = es2.download_order(iccid=pool_iccid(5))
-        es2.confirm_order(second, release=False)
+        held = es2.confirm_order(second, release=False)["matchingId"]
+        with pytest.raises(DownloadError):  # not released yet: refused, the id still masked
+            dl(server, euicc, held)
         es2.release_profile(second)
         es2.cancel_order(second, "Available")
         call_id = uuid.uuid4().hex
@@ -63,8 +66,8 @@ def test_es2p_calls_in_json_log_and_metrics(ops) -> None:
     assert refused.status_code_data["subjectCode"] == "8.2.1"  # Available: nothing to release
     matching_id = answer["matchingId"]
     dl(server, euicc, matching_id, cc=CC)
-    endpoint.wait_for(3)
-    calls = es2_calls(server, 10)
+    endpoint.wait_for(4)
+    calls = es2_calls(server, 11)
     operator_calls = [c for c in calls if c["function"] != "handleDownloadProgressInfo"]
     assert [c["function"] for c in operator_calls] == [
         "downloadOrder", "confirmOrder", "downloadOrder", "confirmOrder", "releaseProfile",
@@ -80,15 +83,17 @@ def test_es2p_calls_in_json_log_and_metrics(ops) -> None:
     assert last["code"] == f"8.2.1/{refused.status_code_data['reasonCode']}"
     assert last["iccid"] == second
     sent = [c for c in calls if c["function"] == "handleDownloadProgressInfo"]
-    assert len(sent) == 3 and all(c["outcome"] == "success" and c["operator"] == "op1"
-                                  for c in sent)
-    assert {c["iccid"] for c in sent} == {iccid + "F"} and {c["eid"] for c in sent} == {euicc.eid}
+    assert len(sent) == 4 and all(c["outcome"] == "success" and c["operator"] == "op1"
+                                  for c in sent)  # the refusal's point 1, and 1, 3, 4
+    assert sorted(c["iccid"] for c in sent) == sorted([second + "F"] + [iccid + "F"] * 3)
+    assert {c["eid"] for c in sent} == {euicc.eid}
     # never the Confirmation Code, its hash, nor the full matchingId in an ES2+ line
     log = server.log()
     cc_hash = hashlib.sha256(CC.encode()).digest()
     for secret in (f'"{CC}"', cc_hash.hex(), base64.b64encode(cc_hash).decode()):
         assert secret not in log
     assert matching_id not in log  # ES9+ lines of an order's download mask it too
+    assert held not in log and f'"matchingId":"{held[:4]}..."' in log
 
     figures = metrics(admin_url(server))
     assert figures[("smdpp_es2_calls_total", (("code", "ok"), ("function", "downloadOrder")))] == 2
@@ -96,7 +101,7 @@ def test_es2p_calls_in_json_log_and_metrics(ops) -> None:
     assert figures[("smdpp_es2_calls_total", (("code", last["code"]),
                                               ("function", "releaseProfile")))] == 1
     assert figures[("smdpp_es2_calls_total", (("code", "ok"),
-                                              ("function", "handleDownloadProgressInfo")))] == 3
+                                              ("function", "handleDownloadProgressInfo")))] == 4
     assert figures[("smdpp_es2_function_seconds_count", (("function", "confirmOrder"),))] == 2
     assert figures[("smdpp_downloads_completed_total", ())] == 1  # ES9+ counts stay ES9+'s
 
