@@ -115,7 +115,8 @@ def outcome(item: QueuedNotification, started: float, duration: float,
     try:
         body = json.loads(item.body)
     except ValueError:  # our own queue: cannot happen unless the store was altered
-        body = {}
+        body = None
+    body = body if isinstance(body, dict) else {}
     header = body.get("header") if isinstance(body.get("header"), dict) else {}
 
     def text(value: Any) -> str | None:
