@@ -206,3 +206,27 @@ def test_released_orders_activation_codes_at_start(tmp_path: Path) -> None:
         out = subprocess.run([zbarimg, "--quiet", "--raw", str(qr_dir / f"order-{pool_iccid(1)}.png")],
                              capture_output=True, text=True, timeout=30, check=True).stdout
         assert out.strip() == f"LPA:1$testsmdpplus1.example.com${codes[pool_iccid(1)]}$$1"
+
+
+def test_orders_on_the_page_of_every_worker(tmp_path: Path) -> None:
+    """--workers 2: the order store is shared, so whichever worker answers shows the order."""
+    import re
+
+    data_dir = tmp_path / "smdpp-data"
+    write_pool(data_dir / "pool", range(1, 4))
+    server = start_server(data_dir, "--workers", "2", "--es2-port", "0", "--admin-port", "0")
+    try:
+        register(data_dir, "op1")
+        with es2_client(server) as es2:
+            iccid = es2.download_order(profile_type=PROFILE_TYPE)
+            es2.confirm_order(iccid, release=True)
+        pids: set[str] = set()
+        for _ in range(200):  # each request may reach either worker
+            page = get(admin_url(server) + "/")[2]
+            pids.add(re.search(r"process (\d+) \(one of 2 workers\)", page).group(1))
+            assert [row[:2] for row in order_rows(page)] == [[iccid, "Released"]]
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2
+    finally:
+        server.stop()
