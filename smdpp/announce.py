@@ -78,8 +78,9 @@ def announce_orders(store: OrderStore, hostname: str, qr_dir: Path | None, *,
     order's smdpAddress (SGP.22 5.3.2)."""
     from smdpp.orders.states import ProfileState
 
-    waiting = sorted(store.profiles(ProfileState.RELEASED), key=lambda r: (r.updated, r.iccid))
-    for record in waiting[:limit]:
+    counts = store.counts()  # profile type -> state -> number
+    waiting = sum(states.get(ProfileState.RELEASED.value, 0) for states in counts.values())
+    for record in store.released(limit):  # bounded: a pool may hold many released orders
         if not record.matching_id:  # an empty matchingId: found by EID (SGP.22 3.1.3)
             log.info("order ICCID %s (%s): released for EID %s, found by its EID at the "
                      "default SM-DP+ address (no activation code)", record.iccid,
@@ -96,11 +97,11 @@ def announce_orders(store: OrderStore, hostname: str, qr_dir: Path | None, *,
                  record.profile_type, record.operator, text,
                  " (a Confirmation Code is required: the operator has it; the user types it)"
                  if cc else "", _qr(code, qr_dir, f"order-{record.iccid}.png"))
-    if len(waiting) > limit:
+    if waiting > limit:
         log.info("and %d more released orders: smdpp-order --data-dir %s list --state Released",
-                 len(waiting) - limit, shlex.quote(str(data_dir)))
+                 waiting - limit, shlex.quote(str(data_dir)))
     available = {ptype: states.get(ProfileState.AVAILABLE.value, 0)
-                 for ptype, states in store.counts().items()}
+                 for ptype, states in counts.items()}
     if any(available.values()):
         first = next(ptype for ptype, count in sorted(available.items()) if count)
         log.info("pool: %s Available; order one with: smdpp-order --url %s --operator NAME "

@@ -242,6 +242,12 @@ class OrderStore:
                          (ProfileState.AVAILABLE.value, limit))
         return [ProfileRecord.from_row(row) for row in rows]
 
+    def released(self, limit: int) -> list[ProfileRecord]:
+        """The ``limit`` orders released longest ago, waiting for their download."""
+        rows = self._all(f"{_SELECT} WHERE state = ? ORDER BY updated, iccid LIMIT ?",
+                         (ProfileState.RELEASED.value, limit))
+        return [ProfileRecord.from_row(row) for row in rows]
+
     def inventory(self) -> list[tuple[str, bool, str, int]]:
         """(profile type, from a CSV + template?, state, number of profiles), sorted."""
         rows = self._all("SELECT profile_type, (template IS NOT NULL OR "
