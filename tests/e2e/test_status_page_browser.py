@@ -3,8 +3,9 @@
 .ci/run installs ``chromium`` and ``chromium-driver`` with apt; selenium is
 told where both are (it never downloads a browser or driver of its own).  The
 test watches a download appear on the page with its four steps, a failed one
-with its SGP.22 code, and saves a screenshot in the test's temporary folder
-(the path is printed; ``pytest -s`` shows it).
+with its SGP.22 code, and (with orders, ``--es2-port``) an order appear and
+become ``Installed`` after its download; each saves a screenshot in the
+test's temporary folder (the path is printed; ``pytest -s`` shows it).
 """
 from __future__ import annotations
 
