@@ -347,7 +347,8 @@ def reload_crls_on_sighup(certs: CertificateStore, reactor: Any,
 
 
 def tls_server(engine: RspEngine) -> Any | None:
-    """The TLS side of ``--tls`` (:mod:`smdpp.http.tls`) over the loaded DPtls, its start-up lines logged.
+    """The TLS side of ``--tls`` (:mod:`smdpp.http.tls`) over the loaded DPtls, its start-up lines logged:
+    per SM-DP+ address (``--hostname``, identities side by side) the DPtls naming it, chosen by SNI.
 
     None, after one "cannot start" line naming the file or what OpenSSL
     lacks, if it cannot be served.
@@ -359,8 +360,9 @@ def tls_server(engine: RspEngine) -> Any | None:
                   "without --tls behind nginx (contrib/nginx-smdpp.conf)", exc)
         return None
     try:
-        # The certificate store checks each DPtls (CI, policy, dates, CRL, key); then OpenSSL's part.
-        dptls = DptlsServer.from_credentials(engine.certs.check_tls())
+        # The certificate store checks each DPtls (CI, policy, dates, CRL, key) and that each
+        # address served has one naming it; then OpenSSL's part.
+        dptls = DptlsServer.from_sites(engine.certs.tls_sites(engine.config.hostname))
     except ValueError as exc:  # TlsSetupError included
         log.error("cannot start: %s", exc)
         return None

@@ -12,8 +12,11 @@ Three things are not left to OpenSSL's defaults:
   has no brainpoolP256r1, so a TLS 1.2 client that offers only that curve gets
   "no shared cipher" (RFC 8422 5.1: ECDHE needs a curve both sides list).
 * OpenSSL keeps one ECDSA certificate per context, so NIST and Brainpool
-  DPtls cannot share one.  Each gets its own context, and the server picks
-  per handshake, from the raw ClientHello, the one the client can verify
+  DPtls cannot share one, nor can the DPtls of SM-DP+ identities served side
+  by side at their own addresses.  Each gets its own context, and the server
+  picks per handshake (:mod:`smdpp.http.sni`) first by the client's
+  server_name (SNI, RFC 6066 3) the DPtls naming it, then, from the raw
+  ClientHello, the one the client can verify
   (TLS 1.2: the certificate's curve among the client's supported_groups,
   RFC 8422 5.1; TLS 1.3: the curve's ECDSA scheme among its
   signature_algorithms, RFC 8446 4.2.3 / RFC 8734), NIST first.  The switch
@@ -29,19 +32,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from smdpp.http.client_hello import CURVE_IDS, ClientHello, choose_certificate, describe, parse_client_hello
-from smdpp.pki.chain import utc_now
-from smdpp.pki.store import TlsCredential
+from smdpp.http.client_hello import ClientHello, describe, parse_client_hello
+from smdpp.http.sni import Served, Site, choose, describe_sites
+from smdpp.pki.dptls import TlsCredential, TlsSite
 
 try:
     # pyOpenSSL has no public call for a group list; its cffi binding of OpenSSL has one.
@@ -70,7 +73,6 @@ X25519_GROUP = "X25519"
 #: The TLS 1.3 signature scheme a Brainpool certificate needs (RFC 8734).
 BRAINPOOL_TLS13_SIGALG = "ecdsa_brainpoolP256r1tls13_sha256"
 
-_CURVE_LABEL = {"secp256r1": "NIST P-256", "brainpoolP256r1": "brainpoolP256r1"}
 #: TLS alerts a failed handshake of this server ends with (RFC 8446 6.2).
 _ALERTS = {40: "handshake_failure", 47: "illegal_parameter", 50: "decode_error", 70: "protocol_version",
            71: "insufficient_security", 80: "internal_error", 109: "missing_extension"}
@@ -136,36 +138,28 @@ def probe_openssl() -> OpenSslSupport:
     return OpenSslSupport(version, tuple(ciphers), tls13, groups, sigalg)
 
 
-@dataclass(frozen=True)
-class _Served:
-    """One DPtls with its own OpenSSL context."""
-
-    credential: TlsCredential
-    curve: str  # the certificate's curve, cryptography's name
-    context: SSL.Context
-
-
-def _curve_of(credential: TlsCredential) -> str:
-    key = credential.certificate.public_key()
-    curve = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else None
-    if curve not in CURVE_IDS:
-        raise TlsSetupError(f"{credential.cert_path}: DPtls key must be on NIST P-256 or "
-                            f"brainpoolP256r1 (SGP.22 2.6.6), not {curve or type(key).__name__}")
-    return curve
-
-
-def check_validity(credential: TlsCredential, now: datetime | None = None) -> None:
-    """TlsSetupError naming the file and the date if the DPtls is outside its validity period."""
-    cert = credential.certificate
-    if not credential.expired(now):
-        return
-    if utc_now(now) > cert.not_valid_after_utc:
-        raise TlsSetupError(f"{credential.cert_path}: DPtls certificate expired on "
-                            f"{cert.not_valid_after_utc.date()} (notAfter {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC); "
-                            "--tls will not serve it: put a valid DPtls in its place, "
-                            "or run without --tls behind a TLS proxy")
-    raise TlsSetupError(f"{credential.cert_path}: DPtls certificate is not valid before "
-                        f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC; --tls will not serve it yet")
+def _usable_by_curve(credentials: Sequence[TlsCredential], support: OpenSslSupport,
+                     notes: list[str]) -> dict[str, TlsCredential]:
+    """The first DPtls per curve of one address that this OpenSSL can serve; TlsSetupError if none."""
+    by_curve: dict[str, TlsCredential] = {}
+    for credential in credentials:
+        curve = credential.curve
+        assert curve is not None  # TlsCredential.check() refused the others
+        by_curve.setdefault(curve, credential)
+    if "brainpoolP256r1" in by_curve and not support.brainpool_tls12:
+        brainpool = by_curve["brainpoolP256r1"]
+        if "secp256r1" not in by_curve:
+            raise TlsSetupError(f"{brainpool.cert_path}: a brainpoolP256r1 DPtls needs the TLS group "
+                                f"{BRAINPOOL_TLS12_GROUP}, which {support.version} cannot offer "
+                                f"(TLS 1.2 would fail with 'no shared cipher'); {_WAY_OUT}, "
+                                "or use a NIST P-256 DPtls")
+        notes.append(f"TLS: {support.version} cannot offer the TLS group {BRAINPOOL_TLS12_GROUP}: "
+                     f"serving the NIST DPtls only, not {brainpool.cert_path}; {_WAY_OUT}")
+        del by_curve["brainpoolP256r1"]
+    if "brainpoolP256r1" in by_curve and support.tls13 and not support.brainpool_tls13_sigalg:
+        notes.append(f"TLS: {support.version} lacks {BRAINPOOL_TLS13_SIGALG}: TLS 1.3 clients "
+                     "without NIST P-256 cannot connect; they must use TLS 1.2")
+    return by_curve
 
 
 def _context(credential: TlsCredential, support: OpenSslSupport, groups: Sequence[str]) -> SSL.Context:
@@ -214,7 +208,7 @@ class _HelloRecordingTLS(BufferingTLSTransport):
         self.client_hello_bytes = bytearray()
         self.recording = True
         self.client_hello: ClientHello | None = None
-        self.dptls_choice: int | None = None
+        self.dptls_choice: Served | None = None  # chosen at the first ClientHello
 
     def dataReceived(self, data: bytes) -> None:
         if self.recording:
@@ -256,10 +250,11 @@ class DptlsServer:
     ``reactor.listenTCP(port, server.wrap(site))``.
     """
 
-    def __init__(self, served: Sequence[_Served], summary: str, warnings: Sequence[str],
+    def __init__(self, sites: Sequence[Site], summary: str, warnings: Sequence[str],
                  support: OpenSslSupport) -> None:
-        self._served = tuple(served)
-        self._curves = tuple(s.curve for s in served)
+        self._sites = tuple(sites)
+        # one context per DPtls file, also when it serves several addresses
+        self._served = tuple({id(s.context): s for site in sites for s in site.served}.values())
         #: Start-up line: what is served, how, with which OpenSSL.
         self.summary = summary
         #: Start-up lines: what this OpenSSL lacks, each with the way out.
@@ -271,27 +266,51 @@ class DptlsServer:
 
     @property
     def credentials(self) -> tuple[TlsCredential, ...]:
-        """The DPtls certificates served, the default (NIST where present) first."""
-        return tuple(s.credential for s in self._served)
+        """The DPtls certificates served at the default address, the default (NIST where present) first."""
+        return tuple(s.credential for s in self._sites[0].served)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The SM-DP+ addresses told apart by server name (SNI), the default first; () if none."""
+        return tuple(site.address for site in self._sites if site.address)
 
     @classmethod
     def from_credentials(cls, credentials: Sequence[TlsCredential], now: datetime | None = None,
                          support: OpenSslSupport | None = None) -> "DptlsServer":
-        """Check the DPtls certificates and this OpenSSL, and prepare a context per certificate.
+        """One set of DPtls for every handshake, whatever name the client asks for (ES2+).
 
+        See :meth:`from_sites` for the checks.
+        """
+        return cls._build([("", "", credentials)], now, support)
+
+    @classmethod
+    def from_sites(cls, sites: Sequence[TlsSite], now: datetime | None = None,
+                   support: OpenSslSupport | None = None) -> "DptlsServer":
+        """The DPtls of each SM-DP+ address (:meth:`smdpp.pki.store.CertificateStore.tls_sites`),
+        chosen per handshake by the client's server_name (SNI, RFC 6066 3), then by curve.
+
+        A client that sends no server name, or one no DPtls names, gets the
+        first site's (the default identity's at ``--hostname``).
         TlsSetupError (one line, naming the file or the missing feature and
         the way out) when ``--tls`` cannot be served: no DPtls, an expired or
         not yet valid one, a key that does not fit, an OpenSSL without the
         SGP.22 suites, or only a Brainpool DPtls and an OpenSSL that cannot
         offer brainpoolP256r1.
         """
-        if not credentials:
+        return cls._build([(site.address, site.identity, site.credentials) for site in sites], now, support)
+
+    @classmethod
+    def _build(cls, sites: Sequence[tuple[str, str, Sequence[TlsCredential]]], now: datetime | None,
+               support: OpenSslSupport | None) -> "DptlsServer":
+        if not sites or not all(credentials for _, _, credentials in sites):
             raise TlsSetupError("--tls: no DPtls certificate (CERT_*.pem or .der with its SK_*.pem) "
                                 "in certs/DPtls")
-        by_curve: dict[str, TlsCredential] = {}
-        for credential in credentials:
-            check_validity(credential, now)
-            by_curve.setdefault(_curve_of(credential), credential)
+        for _, _, credentials in sites:
+            for credential in credentials:
+                try:
+                    credential.check(now)
+                except ValueError as exc:
+                    raise TlsSetupError(str(exc)) from None
         support = support or probe_openssl()
         notes: list[str] = []
 
@@ -307,31 +326,24 @@ class DptlsServer:
         if not support.tls13:
             notes.append(f"TLS: {support.version} has no TLS 1.3: serving TLS 1.2 only")
 
-        if "brainpoolP256r1" in by_curve and not support.brainpool_tls12:
-            brainpool = by_curve["brainpoolP256r1"]
-            if "secp256r1" not in by_curve:
-                raise TlsSetupError(f"{brainpool.cert_path}: a brainpoolP256r1 DPtls needs the TLS group "
-                                    f"{BRAINPOOL_TLS12_GROUP}, which {support.version} cannot offer "
-                                    f"(TLS 1.2 would fail with 'no shared cipher'); {_WAY_OUT}, "
-                                    "or use a NIST P-256 DPtls")
-            notes.append(f"TLS: {support.version} cannot offer the TLS group {BRAINPOOL_TLS12_GROUP}: "
-                         f"serving the NIST DPtls only, not {brainpool.cert_path}; {_WAY_OUT}")
-            del by_curve["brainpoolP256r1"]
-        if "brainpoolP256r1" in by_curve and support.tls13 and not support.brainpool_tls13_sigalg:
-            notes.append(f"TLS: {support.version} lacks {BRAINPOOL_TLS13_SIGALG}: TLS 1.3 clients "
-                         "without NIST P-256 cannot connect; they must use TLS 1.2")
-
         groups = [g for g in (NIST_GROUP, X25519_GROUP, BRAINPOOL_TLS12_GROUP, BRAINPOOL_TLS13_GROUP)
                   if g in support.groups]
-        order = [c for c in ("secp256r1", "brainpoolP256r1") if c in by_curve]
-        served = [_Served(by_curve[c], c, _context(by_curve[c], support, groups)) for c in order]
+        contexts: dict[Path, SSL.Context] = {}
+        built: list[Site] = []
+        for address, _, credentials in sites:
+            by_curve = _usable_by_curve(credentials, support, notes)
+            served = []
+            for curve in (c for c in ("secp256r1", "brainpoolP256r1") if c in by_curve):
+                credential = by_curve[curve]
+                if credential.cert_path not in contexts:
+                    contexts[credential.cert_path] = _context(credential, support, groups)
+                served.append(Served(credential, curve, contexts[credential.cert_path],
+                                      credential.dns_names))
+            built.append(Site(address, tuple(served)))
         protocols = "TLS 1.2 and 1.3" if support.tls13 else "TLS 1.2"
-        listing = ", ".join(f"{s.credential.cert_path} ({_CURVE_LABEL[s.curve]}, valid until "
-                            f"{s.credential.certificate.not_valid_after_utc.date()})" for s in served)
-        chosen = "; chosen per handshake" if len(served) > 1 else ""
-        summary = (f"TLS: {protocols} with {support.version}: {listing}{chosen}; "
+        summary = (f"TLS: {protocols} with {support.version}: {describe_sites(built)}; "
                    f"TLS 1.2 suites {':'.join(support.tls12_ciphers)}, groups {':'.join(groups)}")
-        return cls(served, summary, notes, support)
+        return cls(built, summary, list(dict.fromkeys(notes)), support)
 
     # -- twisted.internet.interfaces.IOpenSSLServerConnectionCreator --
 
@@ -342,20 +354,22 @@ class DptlsServer:
         return connection
 
     def _on_client_hello(self, connection: SSL.Connection) -> None:
-        """OpenSSL's servername callback: switch to the DPtls the client can use."""
+        """OpenSSL's servername callback: switch to the DPtls of the name asked for that the client can use."""
         try:
             protocol = connection.get_app_data()
             if not isinstance(protocol, _HelloRecordingTLS):
                 return
             protocol.recording = False
-            index = protocol.dptls_choice
-            if index is None:  # the first ClientHello (a second one after HelloRetryRequest keeps it)
+            chosen = protocol.dptls_choice
+            if chosen is None:  # the first ClientHello (a second one after HelloRetryRequest keeps it)
                 protocol.client_hello = parse_client_hello(bytes(protocol.client_hello_bytes))
                 protocol.client_hello_bytes.clear()
-                index = protocol.dptls_choice = choose_certificate(self._curves, protocol.client_hello)
-            if index:
-                connection.set_context(self._served[index].context)
-            log.debug("TLS: presenting %s", self._served[index].credential.cert_path.name)
+                chosen = protocol.dptls_choice = choose(
+                    self._sites, connection.get_servername(), protocol.client_hello,
+                    getattr(protocol.getPeer(), "host", "?"))
+            if chosen.context is not self._served[0].context:
+                connection.set_context(chosen.context)
+            log.debug("TLS: presenting %s", chosen.credential.cert_path.name)
         except Exception:  # an exception must not escape into OpenSSL; keep the default DPtls
             log.exception("TLS: could not choose the DPtls for this handshake")
 

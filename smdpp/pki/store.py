@@ -21,15 +21,15 @@ this eUICC genuine).
 At load every certificate the SM-DP+ signs with must be usable: a CI is a
 self-signed CA in date, each DPauth/DPpb chains to a loaded CI, carries its
 role policy, is in date, not revoked and matches its key.  DPtls is checked
-the same way by :meth:`CertificateStore.check_tls`, only when TLS is served.
+the same way by :meth:`CertificateStore.check_tls`, only when TLS is served, and
+:meth:`CertificateStore.tls_sites` gives, per SM-DP+ address served, the DPtls naming it.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -46,6 +46,7 @@ from smdpp.pki.certificate import (
 )
 from smdpp.pki.chain import EuiccIdentity, verify_euicc_chain
 from smdpp.pki.crl import CrlSet
+from smdpp.pki.dptls import TlsCredential, TlsSite, tls_sites
 from smdpp.pki.files import load_private_key
 from smdpp.pki.folder import FolderContent, matching_key, scan_folder
 from smdpp.pki.identities import DpCredentials, find_identities, label_of, refuse_broken, served_credentials
@@ -53,20 +54,6 @@ from smdpp.pki.identities import DpCredentials, find_identities, label_of, refus
 log = logging.getLogger(__name__)
 
 __all__ = ["CertificateStore", "DpCredentials", "EuiccIdentity", "TlsCredential", "verify_smdp_certificate"]
-
-
-@dataclass(frozen=True)
-class TlsCredential:
-    """The SM-DP+ TLS server certificate (CERT.DP.TLS) and its key file, for the HTTPS layer."""
-
-    cert_path: Path
-    key_path: Path
-    certificate: x509.Certificate
-
-    def expired(self, now: datetime | None = None) -> bool:
-        """True if the certificate is outside its validity period at ``now``."""
-        moment = utc_now(now)
-        return not self.certificate.not_valid_before_utc <= moment <= self.certificate.not_valid_after_utc
 
 
 # --- reading files ---------------------------------------------------------
@@ -129,8 +116,10 @@ class CertificateStore:
         #: Curve of the credential set to use when an eUICC trusts several of our CIs
         #: ('brainpoolP256r1' with -b/--brainpool); None: the eUICC's order of preference.
         self.preferred_curve: str | None = None
-        #: Every DPtls found, NIST P-256 first; ``tls`` is the preferred (first) one.
+        #: Every DPtls of the default identity, NIST P-256 first; ``tls`` is the preferred (first) one.
         self.tls_all: tuple[TlsCredential, ...] = tuple(tls_all) or ((tls,) if tls is not None else ())
+        # The DPtls of every identity served (side by side ones too), for tls_sites().
+        self._tls_served: tuple[TlsCredential, ...] = self.tls_all
         self.tls = tls if tls is not None else (self.tls_all[0] if self.tls_all else None)
         #: address (lower case) -> credentials per CI of an identity served side by side
         self._by_host: dict[str, dict[bytes, DpCredentials]] = {}
@@ -193,16 +182,19 @@ class CertificateStore:
             if host in by_host:
                 raise ValueError(f"SM-DP+ identity {choice}: address {host} is already served")
             by_host[host] = side
-        # --tls serves the DPtls of the default identity; one per address needs SNI (nginx).
-        served = {c.smdp_oid for c in credentials.values()}
+        # --tls serves the DPtls of every identity served, chosen per handshake by name (SNI).
+        served = {c.smdp_oid for creds in loaded for c in creds.values()}
         for path, cert in tls_scan[0]:
             if not _serves(cert, served):
                 log.info("%s: DPtls of SM-DP+ %s, not served by --tls", path,
                          ", ".join(registered_ids(cert)))
         tls_scan = ([(p, c) for p, c in tls_scan[0] if _serves(c, served)], tls_scan[1])
-        store = cls(cis, credentials, tls_all=cls._load_tls(*tls_scan), crls=crls,
-                    crl_dir=crl_dir, tls_dir=tls_dir)
+        every_tls = cls._load_tls(*tls_scan)
+        default_oids = {c.smdp_oid for c in credentials.values()}
+        store = cls(cis, credentials, tls_all=tuple(t for t in every_tls if _serves(t.certificate, default_oids)),
+                    crls=crls, crl_dir=crl_dir, tls_dir=tls_dir)
         store._tls_scan = tls_scan
+        store._tls_served = every_tls
         store._by_host = by_host
         return store
 
@@ -388,3 +380,25 @@ class CertificateStore:
                 raise ValueError(f"{path}: DPtls certificate is {revoked}")
             _matching_key(path, cert, keys)
         return self.tls_all
+
+    def tls_sites(self, hostname: str, now: datetime | None = None) -> tuple[TlsSite, ...]:
+        """The DPtls per SM-DP+ address for ``--tls``: the default identity's at ``hostname`` first,
+        then each identity served side by side at its own address.
+
+        Every DPtls is checked as by :meth:`check_tls`; ValueError naming the
+        address when an identity has no DPtls whose dNSName names it
+        (:func:`smdpp.pki.dptls.tls_sites`).
+        """
+        self.check_tls(now)
+        wanted = [(hostname.lower(), _identity_name(self._credentials.values()),
+                   sorted({c.smdp_oid for c in self._credentials.values()}))]
+        wanted += [(host, _identity_name(creds.values()), sorted({c.smdp_oid for c in creds.values()}))
+                   for host, creds in self._by_host.items()]
+        return tls_sites(wanted, self._tls_served, self._tls_dir or "DPtls/")
+
+
+def _identity_name(credentials: Iterable[DpCredentials]) -> str:
+    """'DP (2.999.10)': the label and OIDs of an identity's credential sets, for messages."""
+    creds = list(credentials)
+    oids = ", ".join(sorted({c.smdp_oid for c in creds}))
+    return f"{creds[0].label if creds else '?'} ({oids or 'no SM-DP+ OID'})"
