@@ -8,7 +8,10 @@ subfolders of old certificates (``DPtls/Old_TLS_Validity/Expired 2024/``).
 Files are judged by their content, not their name: a certificate is a PEM
 ``CERTIFICATE`` block or DER that starts like an X.509 v3 certificate (RFC
 5280 4.1: SEQUENCE { tbsCertificate SEQUENCE { [0] version ...); a key is a
-PEM private key.  Everything else, and every subfolder, is skipped with one
+PEM private key.  A PEM file may hold both (``cat CERT.pem SK.pem``, as
+OpenSSL and nginx accept it): its key then belongs to the file's first
+certificate, and a key that does not fit it is an error naming the file
+(:func:`matching_key`).  Everything else, and every subfolder, is skipped with one
 log line.  A file that starts like a certificate but does not parse is a
 broken certificate: it stops the start (ValueError naming the file) if it
 may be one we serve (:meth:`FolderContent.refuse_broken`), as the user may
@@ -50,6 +53,8 @@ class FolderContent:
     keys: list[tuple[Path, ec.EllipticCurvePrivateKey]] = field(default_factory=list)
     bad_keys: list[str] = field(default_factory=list)  # "path: reason", told when no key matches
     broken: list[tuple[Path, str]] = field(default_factory=list)  # certificates that do not parse
+    #: files holding a certificate and its key (``cat cert.pem key.pem``): path -> the first certificate
+    combined: dict[Path, x509.Certificate] = field(default_factory=dict)
 
     def refuse_broken(self, matters: Callable[[Path], bool] = lambda path: True) -> None:
         """ValueError naming the first broken certificate that ``matters``; the others are logged."""
@@ -115,20 +120,30 @@ def scan_folder(folder: Path, *, with_keys: bool = True) -> FolderContent:
                 if der not in seen:
                     seen.add(der)
                     content.certs.append((path, cert))
+            # cert and key in one file (cat CERT.pem SK.pem): the key is the first certificate's
+            if _PEM_PRIVATE_KEY in data and with_keys and _read_key(path, content):
+                content.combined[path] = certs[0]
             continue
         if _PEM_PRIVATE_KEY in data:
             if with_keys:
-                try:
-                    content.keys.append((path, load_private_key(path)))
-                except ValueError as exc:
-                    log.warning("skipping %s", exc)
-                    content.bad_keys.append(str(exc))
+                _read_key(path, content)
             continue
         if _PEM_PUBLIC_KEY in data:
             log.debug("skipping %s: a public key (the certificate carries it)", path)
             continue
         log.info("skipping %s: neither a certificate nor a PEM private key", path)
     return content
+
+
+def _read_key(path: Path, content: FolderContent) -> bool:
+    """Add the PEM private key of ``path`` to ``content``; False (logged, kept for the error) if unreadable."""
+    try:
+        content.keys.append((path, load_private_key(path)))
+    except ValueError as exc:
+        log.warning("skipping %s", exc)
+        content.bad_keys.append(str(exc))
+        return False
+    return True
 
 
 def _certificates(data: bytes) -> list[x509.Certificate]:
@@ -140,13 +155,29 @@ def _certificates(data: bytes) -> list[x509.Certificate]:
 
 def matching_key(path: Path, cert: x509.Certificate, content: FolderContent
                  ) -> tuple[Path, ec.EllipticCurvePrivateKey]:
-    """The private key in ``content`` of the certificate read from ``path``; ValueError otherwise."""
+    """The private key in ``content`` of the certificate read from ``path``; ValueError otherwise.
+
+    A file holding the certificate and a key must hold its key: ValueError
+    naming the file if that key is another one.
+    """
     public_key = cert.public_key()
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        point = public_point(public_key)
-        for key_path, key in content.keys:
-            if key.curve.name == public_key.curve.name and public_point(key) == point:
-                return key_path, key
+    point = public_point(public_key) if isinstance(public_key, ec.EllipticCurvePublicKey) else None
+
+    def fits(key: ec.EllipticCurvePrivateKey) -> bool:
+        return (isinstance(public_key, ec.EllipticCurvePublicKey) and key.curve.name == public_key.curve.name
+                and public_point(key) == point)
+
+    for combined, first in content.combined.items():  # the key beside the certificate in one file
+        if first == cert:
+            own = next(key for key_path, key in content.keys if key_path == combined)
+            if not fits(own):
+                raise ValueError(f"{combined}: the private key in this file does not match its "
+                                 f"certificate ({cert.subject.rfc4514_string()}); put the certificate's "
+                                 "own key in it, or keep the key in its own SK_*.pem")
+            return combined, own
+    for key_path, key in content.keys:
+        if fits(key):
+            return key_path, key
     unreadable = f" (unreadable: {'; '.join(content.bad_keys)})" if content.bad_keys else ""
     raise ValueError(f"{path}: no private key (SK_*.pem) in {path.parent} matches this "
                      f"certificate{unreadable}")

@@ -27,6 +27,7 @@ the same way by :meth:`CertificateStore.check_tls`, only when TLS is served, and
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -59,8 +60,7 @@ __all__ = ["CertificateStore", "DpCredentials", "EuiccIdentity", "TlsCredential"
 # --- reading files ---------------------------------------------------------
 
 
-def _scan(folder: Path, *, with_keys: bool = True, labels: set[str] | None = None
-          ) -> tuple[list[tuple[Path, x509.Certificate]], list[tuple[Path, ec.EllipticCurvePrivateKey]]]:
+def _scan(folder: Path, *, with_keys: bool = True, labels: set[str] | None = None) -> FolderContent:
     """Certificates and private keys of ``folder`` (:func:`~smdpp.pki.folder.scan_folder`).
 
     A broken certificate stops the start, unless ``labels`` are given and its
@@ -68,12 +68,7 @@ def _scan(folder: Path, *, with_keys: bool = True, labels: set[str] | None = Non
     """
     content = scan_folder(folder, with_keys=with_keys)
     content.refuse_broken(lambda path: labels is None or label_of(path) in (None, *labels))
-    return content.certs, content.keys
-
-
-def _matching_key(path: Path, cert: x509.Certificate,
-                  keys: list[tuple[Path, ec.EllipticCurvePrivateKey]]) -> tuple[Path, ec.EllipticCurvePrivateKey]:
-    return matching_key(path, cert, FolderContent(keys=keys))
+    return content
 
 
 def _side_address(choice: str, address: str | None, credentials: dict[bytes, DpCredentials],
@@ -124,8 +119,7 @@ class CertificateStore:
         #: address (lower case) -> credentials per CI of an identity served side by side
         self._by_host: dict[str, dict[bytes, DpCredentials]] = {}
         # The DPtls folder as read by load() (served identities only), for check_tls().
-        self._tls_scan: tuple[list[tuple[Path, x509.Certificate]],
-                              list[tuple[Path, ec.EllipticCurvePrivateKey]]] | None = None
+        self._tls_scan: FolderContent | None = None
 
     # -- loading --
 
@@ -152,7 +146,7 @@ class CertificateStore:
         if not ci_dir.is_dir():
             raise ValueError(f"{ci_dir}: missing (no CI certificate)")
         cis: dict[bytes, x509.Certificate] = {}
-        for path, cert in _scan(ci_dir, with_keys=False)[0]:
+        for path, cert in _scan(ci_dir, with_keys=False).certs:
             try:
                 check_ci_certificate(cert, moment)
             except ValueError as exc:
@@ -175,21 +169,21 @@ class CertificateStore:
         credentials, more = loaded[0], loaded[1:]
         tls_dir = certs_dir / "DPtls"
         labels = {c.label for creds in loaded for c in creds.values()}
-        tls_scan = _scan(tls_dir, labels=labels) if tls_dir.is_dir() else ([], [])
+        tls_scan = _scan(tls_dir, labels=labels) if tls_dir.is_dir() else FolderContent()
         by_host: dict[str, dict[bytes, DpCredentials]] = {}
         for (choice, address), side in zip(side_by_side, more):
-            host = _side_address(choice, address, side, tls_scan[0])
+            host = _side_address(choice, address, side, tls_scan.certs)
             if host in by_host:
                 raise ValueError(f"SM-DP+ identity {choice}: address {host} is already served")
             by_host[host] = side
         # --tls serves the DPtls of every identity served, chosen per handshake by name (SNI).
         served = {c.smdp_oid for creds in loaded for c in creds.values()}
-        for path, cert in tls_scan[0]:
+        for path, cert in tls_scan.certs:
             if not _serves(cert, served):
                 log.info("%s: DPtls of SM-DP+ %s, not served by --tls", path,
                          ", ".join(registered_ids(cert)))
-        tls_scan = ([(p, c) for p, c in tls_scan[0] if _serves(c, served)], tls_scan[1])
-        every_tls = cls._load_tls(*tls_scan)
+        tls_scan = replace(tls_scan, certs=[(p, c) for p, c in tls_scan.certs if _serves(c, served)])
+        every_tls = cls._load_tls(tls_scan)
         default_oids = {c.smdp_oid for c in credentials.values()}
         store = cls(cis, credentials, tls_all=tuple(t for t in every_tls if _serves(t.certificate, default_oids)),
                     crls=crls, crl_dir=crl_dir, tls_dir=tls_dir)
@@ -199,8 +193,7 @@ class CertificateStore:
         return store
 
     @staticmethod
-    def _load_tls(certs: list[tuple[Path, x509.Certificate]],
-                  keys: list[tuple[Path, ec.EllipticCurvePrivateKey]]) -> tuple[TlsCredential, ...]:
+    def _load_tls(content: FolderContent) -> tuple[TlsCredential, ...]:
         """Every TLS certificate found with its key, NIST P-256 first; a PEM file is preferred
         (TLS stacks read PEM)."""
 
@@ -210,9 +203,9 @@ class CertificateStore:
             return not (isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1")
 
         found: list[TlsCredential] = []
-        for path, cert in sorted(certs, key=not_p256):
+        for path, cert in sorted(content.certs, key=not_p256):
             try:
-                key_path, _ = _matching_key(path, cert, keys)
+                key_path, _ = matching_key(path, cert, content)
             except ValueError as exc:  # plain HTTP needs no DPtls; check_tls() refuses it
                 log.warning("%s", exc)
                 continue
@@ -355,13 +348,13 @@ class CertificateStore:
         if folder is None or not folder.is_dir():
             if not self.tls_all:
                 raise ValueError(f"{folder or 'DPtls/'}: no DPtls certificate for TLS")
-            entries = [(c.cert_path, c.certificate) for c in self.tls_all]
-            keys = [(c.key_path, load_private_key(c.key_path)) for c in self.tls_all]
+            content = FolderContent([(c.cert_path, c.certificate) for c in self.tls_all],
+                                    [(c.key_path, load_private_key(c.key_path)) for c in self.tls_all])
         else:
-            entries, keys = self._tls_scan if self._tls_scan is not None else _scan(folder)
-            if not entries:
+            content = self._tls_scan if self._tls_scan is not None else _scan(folder)
+            if not content.certs:
                 raise ValueError(f"{folder}: no DPtls certificate for TLS")
-        for path, cert in entries:
+        for path, cert in content.certs:
             aki = authority_key_identifier(cert)
             if aki is None or aki not in self._cis:
                 raise ValueError(f"{path}: DPtls certificate not issued by any CI in CertificateIssuer/")
@@ -378,7 +371,7 @@ class CertificateStore:
             revoked = self._crls.revocation(cert)
             if revoked:
                 raise ValueError(f"{path}: DPtls certificate is {revoked}")
-            _matching_key(path, cert, keys)
+            matching_key(path, cert, content)
         return self.tls_all
 
     def tls_sites(self, hostname: str, now: datetime | None = None) -> tuple[TlsSite, ...]:

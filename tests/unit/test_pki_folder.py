@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -234,3 +235,60 @@ def test_smdp_identity_command_line() -> None:
     assert (args.default_identity, args.side_by_side) == ("DP", [("DP2", "lab.example.org"), ("DP4", None)])
     args = parse_args([])
     assert (args.default_identity, args.side_by_side) == (None, [])
+
+
+# --- a PEM file holding a certificate and its key ----------------------------------
+
+
+def _combine(cert_der: Path, key: Path, *, key_first: bool = False) -> Path:
+    """Replace ``cert_der`` and ``key`` by one PEM file with both, as ``cat cert.pem key.pem`` makes."""
+    cert_pem = x509.load_der_x509_certificate(cert_der.read_bytes()).public_bytes(serialization.Encoding.PEM)
+    parts = [cert_pem, key.read_bytes()]
+    combined = cert_der.with_suffix(".pem")
+    combined.write_bytes(b"".join(reversed(parts) if key_first else parts))
+    cert_der.unlink()
+    key.unlink()
+    return combined
+
+
+def test_pem_with_certificate_and_key_is_read_for_both(tmp_path: Path) -> None:
+    from smdpp.pki.issue import create_test_pki
+    certs = tmp_path / "certs"
+    create_test_pki(certs, tmp_path / "euicc")
+    expected = CertificateStore.load(certs)
+    (pkid,) = expected.credential_pkids
+    auth = _combine(certs / "DPauth" / "CERT_S_SM_DPauth_ECDSA_NIST.der",
+                    certs / "DPauth" / "SK_S_SM_DPauth_ECDSA_NIST.pem")
+    _combine(certs / "DPpb" / "CERT_S_SM_DPpb_ECDSA_NIST.der", certs / "DPpb" / "SK_S_SM_DPpb_ECDSA_NIST.pem",
+             key_first=True)
+    (certs / "DPtls" / "CERT_S_SM_DP_TLS_NIST.pem").unlink()
+    tls = _combine(certs / "DPtls" / "CERT_S_SM_DP_TLS_NIST.der", certs / "DPtls" / "SK_S_SM_DP_TLS_NIST.pem")
+    assert "PRIVATE KEY" in auth.read_text() and "CERTIFICATE" in auth.read_text()
+    store = CertificateStore.load(certs)
+    creds, before = store.credentials(pkid), expected.credentials(pkid)
+    assert (creds.auth_cert_der, creds.pb_cert_der) == (before.auth_cert_der, before.pb_cert_der)
+    for ours, theirs in ((creds.auth_key, before.auth_key), (creds.pb_key, before.pb_key)):
+        assert ours.private_numbers() == theirs.private_numbers()
+    (credential,) = store.check_tls()
+    assert (credential.cert_path, credential.key_path) == (tls, tls)
+    # The TLS layer reads the key from that file too.
+    from smdpp.http.tls import DptlsServer
+    assert DptlsServer.from_credentials(store.check_tls()).credentials == (credential,)
+
+
+@pytest.mark.parametrize("folder, stem", [("DPauth", "S_SM_DPauth_ECDSA_NIST"), ("DPtls", "S_SM_DP_TLS_NIST")])
+def test_pem_with_a_key_not_of_its_certificate_is_refused(tmp_path: Path, folder: str, stem: str) -> None:
+    from smdpp.pki.issue import create_test_pki
+    certs = tmp_path / "certs"
+    create_test_pki(certs, tmp_path / "euicc")
+    cert = x509.load_der_x509_certificate((certs / folder / f"CERT_{stem}.der").read_bytes())
+    other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    combined = certs / folder / f"CERT_{stem}_WITH_KEY.pem"
+    # Even with the right SK_*.pem beside it: the file says the key is this certificate's.
+    combined.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + other)
+    for path in (certs / folder).glob(f"CERT_{stem}.*"):
+        path.unlink()
+    message = re.escape(f"{combined}: the private key in this file does not match its certificate")
+    with pytest.raises(ValueError, match=message):
+        CertificateStore.load(certs).check_tls()
