@@ -36,13 +36,15 @@ from smdpp.es8p.bound_profile_package import (
 from smdpp.es8p.der import require_der_length, require_tags
 from smdpp.es8p.initialise_secure_channel import (
     TAG_INITIALISE_SECURE_CHANNEL,
+    InitialiseSecureChannelRequest,
     parse_initialise_secure_channel,
     verify_smdp_sign,
 )
 from smdpp.es8p.replace_session_keys import TAG_REPLACE_SESSION_KEYS, parse_replace_session_keys
 from smdpp.pki.ecdsa import public_point
 
-__all__ = ["OpenedProfilePackage", "open_bound_profile_package"]
+__all__ = ["OpenedProfilePackage", "accept_initialise_secure_channel", "open_bound_profile_package",
+           "single_object", "unprotect_segment"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,12 @@ def _split_bpp(der: bytes) -> list[Tlv]:
     return parts
 
 
+def unprotect_segment(session: BspSession, raw: bytes, tag: bytes, number: int, name: str) -> bytes:
+    """The plaintext of the ``number``-th (from 1) ``tag`` segment of the sequence ``name``;
+    a BspError names the segment so that the eUICC can tell which command failed."""
+    return session.unprotect(raw, tag, name=f"segment {tag.hex()} #{number} ({name})")
+
+
 def _open_sequence(session: BspSession, container: Tlv, tag: bytes, name: str) -> bytes:
     """Unprotect every ``tag`` segment in ``container`` in order; the joined plaintext."""
     try:
@@ -82,9 +90,28 @@ def _open_sequence(session: BspSession, container: Tlv, tag: bytes, name: str) -
         raise BspError(f"{name} malformed: {exc}") from None
     if not segments:
         raise BspError(f"{name} is empty")
-    return b"".join(
-        session.unprotect(segment.raw, tag, name=f"segment {tag.hex()} #{number} ({name})")
-        for number, segment in enumerate(segments, start=1))
+    return b"".join(unprotect_segment(session, segment.raw, tag, number, name)
+                    for number, segment in enumerate(segments, start=1))
+
+
+def accept_initialise_secure_channel(initialise_der: bytes, *, euicc_ot_key: ec.EllipticCurvePrivateKey,
+                                     euicc_otpk: bytes, eid: bytes, dppb_public_key: ec.EllipticCurvePublicKey
+                                     ) -> tuple[InitialiseSecureChannelRequest, BspSession]:
+    """The eUICC's side of InitialiseSecureChannel (SGP.22 5.5.1, 2.6.4): the request and the BSP session.
+
+    ``euicc_otpk`` is otPK.EUICC.ECKA as the eUICC sent it and must belong to
+    ``euicc_ot_key``; smdpSign is verified with ``dppb_public_key`` over the
+    received bytes; the session keys come from ECDH with otPK.DP.ECKA and the
+    16-octet ``eid``.  Raises :class:`BspError`.
+    """
+    if public_point(euicc_ot_key) != bytes(euicc_otpk):
+        raise BspError("euiccOtpk does not belong to the eUICC one-time key")
+    initialise = parse_initialise_secure_channel(initialise_der)
+    verify_smdp_sign(initialise, euicc_otpk, dppb_public_key)
+    shared_secret = ecka_shared_secret(euicc_ot_key, initialise.smdp_otpk)
+    session = BspSession(derive_session_keys(shared_secret, host_id=initialise.host_id, eid=eid))
+    del shared_secret
+    return initialise, session
 
 
 def single_object(der: bytes, tag: bytes, name: str) -> bytes:
@@ -106,15 +133,10 @@ def open_bound_profile_package(der: bytes, *, euicc_ot_key: ec.EllipticCurvePriv
     CERT.DPpb.ECDSA, already validated by the caller.  The caller also checks
     ``transaction_id`` against its session.  Raises :class:`BspError`.
     """
-    if public_point(euicc_ot_key) != bytes(euicc_otpk):
-        raise BspError("euiccOtpk does not belong to the eUICC one-time key")
     parts = _split_bpp(der)
-    initialise = parse_initialise_secure_channel(parts[0].raw)
-    verify_smdp_sign(initialise, euicc_otpk, dppb_public_key)
-
-    shared_secret = ecka_shared_secret(euicc_ot_key, initialise.smdp_otpk)
-    session = BspSession(derive_session_keys(shared_secret, host_id=initialise.host_id, eid=eid))
-    del shared_secret
+    initialise, session = accept_initialise_secure_channel(
+        parts[0].raw, euicc_ot_key=euicc_ot_key, euicc_otpk=euicc_otpk, eid=eid,
+        dppb_public_key=dppb_public_key)
 
     configure_isdp = single_object(
         _open_sequence(session, parts[1], TAG_MAC_AND_ENC, "firstSequenceOf87"),

@@ -5,8 +5,9 @@ when it arrives, then checks the MAC of (and decrypts) each segment in the
 STORE DATA command that brings it, so that a damaged segment is answered at
 once with the ProfileInstallationResult error.  :class:`StreamingOpener`
 does that with the same building blocks as
-:func:`smdpp.es8p.open_bound_profile_package` (the BSP session of
-:mod:`smdpp.bsp`, smdpSign and ReplaceSessionKeys of :mod:`smdpp.es8p`) and
+:func:`smdpp.es8p.open_bound_profile_package` (its InitialiseSecureChannel and
+segment steps of :mod:`smdpp.es8p.opening`, ReplaceSessionKeys of
+:mod:`smdpp.es8p`) and
 ends with the same :class:`~smdpp.es8p.OpenedProfilePackage`.  Every failure
 is a BspError whose message names the BPP part, for
 :func:`smdpp.euicc.installation.classify_bpp_error`.
@@ -16,21 +17,11 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smdpp.asn1.tlv import TlvError, parse_single
-from smdpp.bsp import (
-    TAG_MAC_AND_ENC,
-    TAG_MAC_ONLY,
-    TAG_PROFILE_SEGMENT,
-    BspError,
-    BspSession,
-    derive_session_keys,
-    ecka_shared_secret,
-)
-from smdpp.es8p import OpenedProfilePackage, parse_initialise_secure_channel, parse_replace_session_keys
-from smdpp.es8p import verify_smdp_sign
+from smdpp.bsp import TAG_MAC_AND_ENC, TAG_MAC_ONLY, TAG_PROFILE_SEGMENT, BspError
+from smdpp.es8p import OpenedProfilePackage, parse_replace_session_keys
 from smdpp.es8p.bound_profile_package import TAG_CONFIGURE_ISDP, TAG_STORE_METADATA
-from smdpp.es8p.opening import single_object
+from smdpp.es8p.opening import accept_initialise_secure_channel, single_object, unprotect_segment
 from smdpp.es8p.replace_session_keys import TAG_REPLACE_SESSION_KEYS
-from smdpp.pki.ecdsa import public_point
 
 __all__ = ["StreamingOpener", "CONTAINERS"]
 
@@ -52,13 +43,9 @@ class StreamingOpener:
 
     def __init__(self, initialise_der: bytes, *, euicc_ot_key: ec.EllipticCurvePrivateKey,
                  euicc_otpk: bytes, eid: bytes, dppb_public_key: ec.EllipticCurvePublicKey) -> None:
-        if public_point(euicc_ot_key) != bytes(euicc_otpk):
-            raise BspError("euiccOtpk does not belong to the eUICC one-time key")
-        self.initialise = parse_initialise_secure_channel(initialise_der)
-        verify_smdp_sign(self.initialise, euicc_otpk, dppb_public_key)
-        shared_secret = ecka_shared_secret(euicc_ot_key, self.initialise.smdp_otpk)
-        self._bsp = BspSession(derive_session_keys(shared_secret, host_id=self.initialise.host_id, eid=eid))
-        del shared_secret
+        self.initialise, self._bsp = accept_initialise_secure_channel(
+            initialise_der, euicc_ot_key=euicc_ot_key, euicc_otpk=euicc_otpk, eid=eid,
+            dppb_public_key=dppb_public_key)
         self._plain: dict[bytes, list[bytes]] = {tag: [] for tag in CONTAINERS}
         self._done: dict[bytes, bytes] = {}
 
@@ -68,8 +55,7 @@ class StreamingOpener:
         if container in self._done:
             raise BspError(f"{name}: segment after the sequence ended")
         number = len(self._plain[container]) + 1
-        self._plain[container].append(
-            self._bsp.unprotect(raw, tag, name=f"segment {tag.hex()} #{number} ({name})"))
+        self._plain[container].append(unprotect_segment(self._bsp, raw, tag, number, name))
 
     def whole(self, container: bytes, raw: bytes) -> OpenedProfilePackage | None:
         """A container received whole: each of its segments, then :meth:`close`."""
