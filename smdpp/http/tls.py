@@ -269,11 +269,6 @@ class DptlsServer:
         """The DPtls certificates served at the default address, the default (NIST where present) first."""
         return tuple(s.credential for s in self._sites[0].served)
 
-    @property
-    def addresses(self) -> tuple[str, ...]:
-        """The SM-DP+ addresses told apart by server name (SNI), the default first; () if none."""
-        return tuple(site.address for site in self._sites if site.address)
-
     @classmethod
     def from_credentials(cls, credentials: Sequence[TlsCredential], now: datetime | None = None,
                          support: OpenSslSupport | None = None) -> "DptlsServer":
@@ -281,7 +276,7 @@ class DptlsServer:
 
         See :meth:`from_sites` for the checks.
         """
-        return cls._build([("", "", credentials)], now, support)
+        return cls._build([("", credentials)], now, support)
 
     @classmethod
     def from_sites(cls, sites: Sequence[TlsSite], now: datetime | None = None,
@@ -297,15 +292,16 @@ class DptlsServer:
         SGP.22 suites, or only a Brainpool DPtls and an OpenSSL that cannot
         offer brainpoolP256r1.
         """
-        return cls._build([(site.address, site.identity, site.credentials) for site in sites], now, support)
+        return cls._build([(site.address, site.credentials) for site in sites], now, support)
 
     @classmethod
-    def _build(cls, sites: Sequence[tuple[str, str, Sequence[TlsCredential]]], now: datetime | None,
+    def _build(cls, sites: Sequence[tuple[str, Sequence[TlsCredential]]], now: datetime | None,
                support: OpenSslSupport | None) -> "DptlsServer":
-        if not sites or not all(credentials for _, _, credentials in sites):
+        """Check every DPtls and this OpenSSL; a context per DPtls file, the sites (address, DPtls) in order."""
+        if not sites or not all(credentials for _, credentials in sites):
             raise TlsSetupError("--tls: no DPtls certificate (CERT_*.pem or .der with its SK_*.pem) "
                                 "in certs/DPtls")
-        for _, _, credentials in sites:
+        for _, credentials in sites:
             for credential in credentials:
                 try:
                     credential.check(now)
@@ -330,7 +326,7 @@ class DptlsServer:
                   if g in support.groups]
         contexts: dict[Path, SSL.Context] = {}
         built: list[Site] = []
-        for address, _, credentials in sites:
+        for address, credentials in sites:
             by_curve = _usable_by_curve(credentials, support, notes)
             served = []
             for curve in (c for c in ("secp256r1", "brainpoolP256r1") if c in by_curve):
