@@ -399,3 +399,21 @@ def test_choose_certificate() -> None:
     assert choose_certificate(both, ClientHello(0x0303, (), (24,), None)) == 0  # none fits: the default
     assert choose_certificate(("brainpoolP256r1",), tls13) == 0
     assert choose_certificate(both, None) == 0
+
+
+def test_dptls_and_its_key_in_one_pem_file(tmp_path: Path) -> None:
+    """``cat CERT.pem SK.pem`` as the DPtls file: --tls serves that certificate with that key."""
+    data_dir = make_data_dir(tmp_path / "data", "nist")
+    tls_dir = data_dir / "certs" / "DPtls"
+    combined = tls_dir / "DP_TLS_NIST_WITH_KEY.pem"
+    combined.write_bytes((tls_dir / "CERT_S_SM_DP_TLS_NIST.pem").read_bytes()
+                         + (tls_dir / "SK_S_SM_DP_TLS_NIST.pem").read_bytes())
+    expected = dptls_der(data_dir)
+    for name in ("CERT_S_SM_DP_TLS_NIST.pem", "CERT_S_SM_DP_TLS_NIST.der", "SK_S_SM_DP_TLS_NIST.pem"):
+        (tls_dir / name).unlink()
+    server = start_server(data_dir, "--tls")
+    try:
+        assert "DP_TLS_NIST_WITH_KEY.pem (NIST P-256" in server.log()
+        assert handshake(server.url, client_context(ci_pem(data_dir)))[2] == expected
+    finally:
+        server.stop()
