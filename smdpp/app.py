@@ -190,7 +190,8 @@ def serve(engine: RspEngine, args: argparse.Namespace,
         admin.start(reactor)  # --workers: this worker's sessions for every worker's page
     api = Es9pApi(engine, observer=observers or None)
     log_twisted_warnings()
-    limits = Limits.from_namespace(args).fitted(raise_fd_limit())
+    limits = Limits.from_namespace(args).fitted_or_warned(
+        raise_fd_limit(), given=getattr(args, "max_connections", None) is not None)
     log.info("limits: head %g s, body %g s (at least %g bytes/s), idle %g s, TLS handshake %g s; "
              "%d connections per process, %d per client", limits.head_timeout,
              limits.body_timeout, limits.body_min_rate, limits.idle_timeout,

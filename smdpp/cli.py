@@ -150,11 +150,15 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
             ("--tls-handshake-timeout", "tls_handshake_timeout", float,
              "seconds for the TLS handshake (--tls)"),
             ("--max-connections", "max_connections", int,
-             "open connections per process (lowered to fit the open files limit)"),
+             f"open connections per process (default: {d.max_connections}, lowered to fit "
+             "the open files limit; a value given is kept, with a warning if that limit "
+             "is lower)"),
             ("--max-connections-per-client", "max_per_client", int,
              "open connections per client address")):
-        group.add_argument(flag, dest=name, type=kind, default=getattr(d, name),
-                           metavar="N", help=f"{text} (default: %(default)s)")
+        # the per-process cap has no default here: Limits' applies, fitted to the file limit
+        default = None if name == "max_connections" else getattr(d, name)
+        group.add_argument(flag, dest=name, type=kind, default=default, metavar="N",
+                           help=text if default is None else f"{text} (default: %(default)s)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,7 +82,8 @@ class Limits:
     def from_namespace(cls, args: Any) -> "Limits":
         """The limits of a parsed command line (its attributes of the same names), defaults
         for those it lacks."""
-        return cls(**{name: getattr(args, name) for name in _OPTIONS if hasattr(args, name)})
+        return cls(**{name: getattr(args, name) for name in _OPTIONS
+                      if getattr(args, name, None) is not None})
 
     def fitted(self, soft_fd_limit: int) -> "Limits":
         """These limits with ``max_connections`` lowered to what ``soft_fd_limit`` allows."""
@@ -90,6 +91,19 @@ class Limits:
         if self.max_connections <= room:
             return self
         return Limits(**{**self.__dict__, "max_connections": room})
+
+    def fitted_or_warned(self, soft_fd_limit: int, given: bool) -> "Limits":
+        """:meth:`fitted` for the default cap; a cap the operator ``given`` is kept as given,
+        with a warning if the open files limit is lower (accept() then fails with EMFILE
+        first: Twisted closes those connections at once, and it is logged)."""
+        if not given:
+            return self.fitted(soft_fd_limit)
+        room = max(1, soft_fd_limit - FD_RESERVE)
+        if self.max_connections > room:
+            log.warning("--max-connections %d kept as given, but the open files limit (%d) "
+                        "leaves room for about %d: past that accept() fails (EMFILE)",
+                        self.max_connections, soft_fd_limit, room)
+        return self
 
 
 class ConnectionGuard:
@@ -218,9 +232,13 @@ def log_twisted_warnings(interval: float = LOG_INTERVAL) -> Callable[[dict[str, 
     """Send Twisted's warnings and errors (and accept() failures) to the server's log.
 
     Twisted logs to its own log system, which nobody reads in smdpp: an
-    accept() failing with EMFILE (out of file descriptors) went unseen.  It
-    retries on the next reactor turn, so those lines are throttled to one
-    per ``interval``; the observer is returned for tests.
+    accept() failing with EMFILE (out of file descriptors) went unseen.
+    Twisted (17.1 and later) does not spin on it: it keeps one descriptor in
+    reserve (``/dev/null``), closes it to accept and close every pending
+    connection, and reserves it again, logging each step; each new
+    connection does that again while the process is out of descriptors, so
+    those lines are throttled to one per ``interval`` (tests/e2e/test_fd_limits.py
+    measures the CPU of a flood meanwhile).  The observer is returned for tests.
     """
     from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
@@ -234,7 +252,8 @@ def log_twisted_warnings(interval: float = LOG_INTERVAL) -> Callable[[dict[str, 
             unlogged = throttle.due()
             if unlogged is not None:
                 twisted_log.error("accept() failed, out of file descriptors (the open files "
-                                  "limit; --max-connections keeps below it): %s%s", text[:200],
+                                  "limit): new connections are closed at once until some "
+                                  "end, those open are served: %s%s", text[:200],
                                   f"; {unlogged} more since the last line" if unlogged else "")
             return
         if level is None or level < LogLevel.warn:

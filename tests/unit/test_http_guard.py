@@ -58,6 +58,19 @@ def test_limits_fit_the_open_files_limit() -> None:
     assert limits.fitted(10).max_connections == 1
 
 
+def test_a_cap_given_by_the_operator_is_kept_and_warned_about(
+        caplog: pytest.LogCaptureFixture) -> None:
+    limits = Limits(max_connections=1000)
+    with caplog.at_level(logging.WARNING, logger="smdpp.http.guard"):
+        assert limits.fitted_or_warned(128, given=False).max_connections == 128 - FD_RESERVE
+        assert not caplog.records
+        assert limits.fitted_or_warned(128, given=True) is limits
+        assert limits.fitted_or_warned(1 << 20, given=True) is limits
+    assert [r.getMessage() for r in caplog.records] == [
+        "--max-connections 1000 kept as given, but the open files limit (128) leaves room "
+        "for about 64: past that accept() fails (EMFILE)"]
+
+
 def test_the_body_deadline_follows_the_announced_size() -> None:
     limits = Limits(body_timeout=60, body_min_rate=1024, body_grace=10)
     assert limits.body_deadline(3 * 1024) == pytest.approx(13.0)
