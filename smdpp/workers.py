@@ -43,7 +43,6 @@ log = logging.getLogger("smdpp.workers")
 START_TIMEOUT = 60.0  # seconds for every worker to load and listen
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
 RESTART_DELAY = 1.0  # seconds before a crashed worker is started again
-LISTEN_BACKLOG = 128
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -271,6 +270,7 @@ class Supervisor:
         from twisted.internet import reactor
 
         from smdpp.app import build_engine, open_orders, serve
+        from smdpp.http.guard import LISTEN_BACKLOG  # the one backlog, as with one process
 
         orders = open_orders(self.args)  # with --es2-port: this worker's order store connection
         engine = build_engine(self.args, self.material, orders)  # and its own session store
@@ -372,6 +372,10 @@ def run_workers(args: argparse.Namespace) -> int:
             orders.close()
     address = ListenAddress(address.family, reservation.getsockname())
     log.info("session store %s, starting %d workers", redact_url(args.store), args.workers)
+    # each worker guards its own connections (smdpp.http.guard): no counter crosses processes
+    log.info("connection caps apply per worker: with %d workers up to %d x --max-connections "
+             "in all, and a client up to %d x --max-connections-per-client (the kernel spreads "
+             "its connections over the workers)", args.workers, args.workers, args.workers)
     supervisor = Supervisor(args, material, address, reservation, es2)
     supervisor.admin = admin
     if admin is None:

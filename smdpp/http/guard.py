@@ -14,6 +14,10 @@ and the TLS layer of :mod:`smdpp.http.tls`):
 - :class:`ConnectionGuard`: at most ``max_connections`` open connections per
   process and ``max_per_client`` per client address; beyond them a new
   connection is closed at once, counted, and logged at most once per interval;
+  with ``--workers N`` each worker process has its own guard (no counter is
+  shared between processes), so N times either cap holds in all: the kernel
+  spreads a client's connections over the workers' ``SO_REUSEPORT`` sockets
+  by their addresses and ports, and each worker also has its own open files limit;
 - :class:`GuardedFactory`: puts a :class:`ConnectionGuard` in front of any
   Twisted server factory;
 - :func:`raise_fd_limit`: the soft limit of open files raised to the hard one;
