@@ -184,9 +184,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--body-bytes", type=int, default=4096,
                    help="announced body of slow-body (default: %(default)s)")
     p.add_argument("--probe-seconds", type=float, default=70.0,
-                   help="the longest a probe lasts (default: %(default)s)")
-    p.add_argument("--baseline-seconds", type=float, default=15.0,
+                   help="the longest one round of a probe lasts (default: %(default)s)")
+    p.add_argument("--baseline-seconds", type=float, default=30.0,
                    help="unloaded downloads first, for their p99 (default: %(default)s)")
+    p.add_argument("--gap-seconds", type=float, default=5.0,
+                   help="unloaded downloads again before each probe, pooled with the first "
+                        "for the unloaded p99 (default: %(default)s)")
+    p.add_argument("--min-downloads", type=int, default=1000,
+                   help="a probe is repeated (a new round of its connections) until this many "
+                        "downloads ran during it, at most --max-rounds (default: %(default)s)")
+    p.add_argument("--max-rounds", type=int, default=4,
+                   help="rounds of one probe at most (default: %(default)s)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="run the server under cProfile and write one profile per probe "
+                        "(FRONT-PROBE.prof, the rounds only) into DIR")
     p.add_argument("-c", "--concurrency", type=int, default=2,
                    help="legitimate downloads in flight (default: %(default)s)")
     p.add_argument("--probes", default=",".join(pr.name for pr in PROBES),
@@ -206,8 +217,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.probe_names = [n.strip() for n in args.probes.split(",") if n.strip()]
     if not args.probe_names or any(n not in known for n in args.probe_names):
         p.error(f"--probes takes {', '.join(sorted(known))}")
-    if not 1 <= args.connections <= 5000 or not 1 <= args.probe_seconds <= 120:
-        p.error("--connections 1..5000 and --probe-seconds 1..120 (the benchmark stays bounded)")
+    if (not 1 <= args.connections <= 5000 or not 1 <= args.probe_seconds <= 120
+            or not 1 <= args.max_rounds <= 10 or not 0 <= args.gap_seconds <= 60
+            or not 1 <= args.baseline_seconds <= 300):
+        p.error("--connections 1..5000, --probe-seconds 1..120, --max-rounds 1..10, "
+                "--gap-seconds 0..60, --baseline-seconds 1..300 (the benchmark stays bounded)")
     return args
 
 
@@ -262,13 +276,38 @@ def _attack(address: tuple[str, int], probe: Probe, limits: ServerLimits,
             process.kill()
 
 
+@dataclass
+class _Phase:
+    """What one phase measured: the downloads, and the server's CPU seconds meanwhile."""
+
+    load: LoadResult
+    cpu: float
+
+
+def _measured(server: ServerProcess, run: Callable[[], LoadResult]) -> _Phase:
+    before = procstat.sample(server.pid).cpu_seconds
+    load = run()
+    return _Phase(load, procstat.sample(server.pid).cpu_seconds - before)
+
+
 def run_front(front: str, args: argparse.Namespace, base: Path) -> list[dict[str, Any]]:
-    """Every probe against one freshly started server; one row each."""
+    """Every probe against one freshly started server; one row each.
+
+    The unloaded reference pools the first unloaded phase and the short one
+    before every probe, so that it has many samples and follows the machine's
+    load over the run; each probe runs rounds of its connections until
+    ``--min-downloads`` downloads ran during it (at most ``--max-rounds``):
+    a p99 of a few hundred samples is nearly their maximum.
+    """
     data = datadir.prepare(base / front, curve="nist", size="12k", euiccs=4)
     extra = ["--http", front, *(["--tls"] if args.tls else []), *args.server_arg]
     cpus = sorted(os.sched_getaffinity(0))
     pinned = args.pin and len(cpus) >= 2
-    server = start_server(data.data_dir, *extra, cpus={cpus[0]} if pinned else None)
+    profile_to = None if args.profile is None else args.profile / f"{front}.prof"
+    if profile_to is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    server = start_server(data.data_dir, *extra, cpus={cpus[0]} if pinned else None,
+                          profile_to=profile_to)
     if pinned:  # the server on one CPU, the downloads and the attacker on the others
         os.sched_setaffinity(0, set(cpus[1:]))
     try:
@@ -280,55 +319,104 @@ def run_front(front: str, args: argparse.Namespace, base: Path) -> list[dict[str
                       "tls_server_name": datadir.HOSTNAME}
         common = dict(smdp_address=datadir.HOSTNAME, matching_id=data.matching_id,
                       concurrency=args.concurrency, client_options=client)
+
+        def unloaded(seconds: float) -> _Phase:
+            return _measured(server, lambda: run_load(
+                server.url, data.identities, count=10**6, max_seconds=seconds, **common))
+
         run_load(server.url, data.identities, count=4, **common)  # warm-up
-        baseline = run_load(server.url, data.identities, count=10**6,
-                            max_seconds=args.baseline_seconds, **common)
-        base_p99 = percentile(_latencies(baseline), 99) if _latencies(baseline) else None
-        rows = [_row(front, "unloaded", "-", Counter(), 0, [], baseline, base_p99, None, None, 0)]
+        reference = [unloaded(args.baseline_seconds)]
+        rows: list[dict[str, Any]] = []
         host, port = server.url.split("://", 1)[1].rsplit(":", 1)
         for probe in PROBES:
             if probe.name not in args.probe_names or probe.over not in (
                     "both", "tls" if args.tls else "plain"):
                 continue
+            if args.gap_seconds:
+                reference.append(unloaded(args.gap_seconds))
             hold = min(args.probe_seconds, probe.hold(limits, args))
             offset = server.log_path.stat().st_size
             before = procstat.sample(server.pid).rss_kib
-            loads: list[LoadResult] = []
-            legit = threading.Thread(target=lambda: loads.append(run_load(
-                server.url, data.identities, count=10**6, max_seconds=hold, **common)))
-            legit.start()
-            try:
-                outcomes, answered, closes = _attack((host, int(port)), probe, limits, args, hold)
-            finally:
-                legit.join()
+            if profile_to is not None:
+                server.profile_start()
+            rounds = []
+            while not rounds or (sum(len(_latencies(r[0].load)) for r in rounds)
+                                 < args.min_downloads and len(rounds) < args.max_rounds):
+                rounds.append(_probe_round(server, (host, int(port)), probe, limits, args, hold,
+                                           lambda: run_load(server.url, data.identities,
+                                                            count=10**6, max_seconds=hold,
+                                                            **common)))
+            if profile_to is not None:
+                server.profile_stop()
+                profile_to.replace(args.profile / f"{front}-{probe.name}.prof")
             time.sleep(1.0)  # the server sees the closes
             after = procstat.sample(server.pid).rss_kib
             if after - before > 5 * 1024:  # its heap grew: sample again once it has been trimmed
                 time.sleep(TRIM_INTERVAL + 2)
                 after = procstat.sample(server.pid).rss_kib
             tracebacks = _log_since(server, offset).count("Traceback")
-            rows.append(_row(front, probe.name, probe.what, outcomes, answered, closes,
-                             loads[0], base_p99, before, after, tracebacks))
-            print(_format([rows[-1]], header=len(rows) == 2), flush=True)
+            load = LoadResult([o for r in rounds for o in r[0].load.outcomes])
+            outcomes: Counter[str] = sum((r[1] for r in rounds), Counter())
+            rows.append(_row(front, probe.name, probe.what, outcomes, sum(r[2] for r in rounds),
+                             sorted(t for r in rounds for t in r[3]), load,
+                             _Phase(load, sum(r[0].cpu for r in rounds)), reference, before,
+                             after, tracebacks, len(rounds)))
+            print(_format([rows[-1]], header=len(rows) == 1), flush=True)
+        pooled = _Phase(LoadResult([o for ph in reference for o in ph.load.outcomes]),
+                        sum(ph.cpu for ph in reference))
+        rows.insert(0, _row(front, "unloaded", f"{len(reference)} phases pooled", Counter(), 0,
+                            [], pooled.load, pooled, reference, None, None, 0, len(reference)))
+        for row in rows[1:]:  # against every unloaded sample of the run, as in the table
+            row["p99_vs_unloaded"] = _ratio(row["p99_ms"], rows[0]["p99_ms"])
         return rows
     finally:
         server.stop()
         os.sched_setaffinity(0, set(cpus))
 
 
+def _probe_round(server: ServerProcess, address: tuple[str, int], probe: Probe,
+                 limits: ServerLimits, args: argparse.Namespace, hold: float,
+                 legit: Callable[[], LoadResult]
+                 ) -> tuple[_Phase, Counter[str], int, list[float]]:
+    """One round of ``probe``: its connections while downloads go on for ``hold`` seconds."""
+    phases: list[_Phase] = []
+    thread = threading.Thread(target=lambda: phases.append(_measured(server, legit)))
+    thread.start()
+    try:
+        outcomes, answered, closes = _attack(address, probe, limits, args, hold)
+    finally:
+        thread.join()
+    return phases[0], outcomes, answered, closes
+
+
+def _ratio(p99_ms: float | None, base_ms: float | None) -> float | None:
+    return round(p99_ms / base_ms, 2) if p99_ms and base_ms else None
+
+
 def _row(front: str, probe: str, what: str, outcomes: Counter[str], answered: int,
-         closes: list[float], load: LoadResult, base_p99: float | None, before: int | None,
-         after: int | None, tracebacks: int) -> dict[str, Any]:
+         closes: list[float], load: LoadResult, phase: _Phase, reference: list[_Phase],
+         before: int | None, after: int | None, tracebacks: int,
+         rounds: int) -> dict[str, Any]:
     seconds = _latencies(load)
     p99 = percentile(seconds, 99) if seconds else None
+    base = [t for ph in reference for t in _latencies(ph.load)]
+    base_p99 = percentile(base, 99) if base else None
+    # the server's CPU per unloaded download: what the probe's downloads cost it; the rest
+    # of its CPU during the probe is the attack's
+    per_download = (sum(ph.cpu for ph in reference)
+                    / max(1, sum(len(ph.load.outcomes) for ph in reference)))
     return {
-        "front": front, "probe": probe, "what": what,
+        "front": front, "probe": probe, "what": what, "rounds": rounds,
         "server_answered": dict(outcomes.most_common()), "status_lines": answered,
         "closed_after_s": _closing(closes),
         "legit_ok": sum(1 for o in load.outcomes if o.ok), "legit_total": len(load.outcomes),
+        "samples": len(seconds),
         "p50_ms": round(percentile(seconds, 50) * 1000, 1) if seconds else None,
         "p99_ms": round(p99 * 1000, 1) if p99 is not None else None,
-        "p99_vs_unloaded": round(p99 / base_p99, 2) if p99 and base_p99 else None,
+        "p99_vs_unloaded": _ratio(p99, base_p99),
+        "server_cpu_s": round(phase.cpu, 2),
+        "cpu_ms_per_download": round(1000 * phase.cpu / max(1, len(load.outcomes)), 2),
+        "attack_cpu_s": round(max(0.0, phase.cpu - per_download * len(load.outcomes)), 2),
         "rss_before_mib": None if before is None else round(before / 1024, 1),
         "rss_after_mib": None if after is None else round(after / 1024, 1),
         "tracebacks": tracebacks,
@@ -344,16 +432,18 @@ def _answered(row: dict[str, Any]) -> str:
 
 
 def _format(rows: list[dict[str, Any]], header: bool = True) -> str:
-    columns = ("front", "probe", "server answered", "closed after s (min/med/max)",
-               "legit ok", "p50 ms", "p99 ms", "p99/unloaded", "RSS MiB before>after",
-               "tracebacks")
+    columns = ("front", "probe", "rounds", "server answered", "closed after s (min/med/max)",
+               "legit ok", "p50 ms", "p99 ms (of n)", "p99/unloaded", "server CPU s (attack)",
+               "RSS MiB before>after", "tracebacks")
     lines = [" | ".join(columns)] if header else []
     for r in rows:
         rss = "-" if r["rss_before_mib"] is None else f"{r['rss_before_mib']}>{r['rss_after_mib']}"
+        cpu = (f"{r['server_cpu_s']} ({r['cpu_ms_per_download']} ms/download)"
+               if r["probe"] == "unloaded" else f"{r['server_cpu_s']} ({r['attack_cpu_s']})")
         lines.append(" | ".join(str(v) for v in (
-            r["front"], r["probe"], _answered(r), r["closed_after_s"],
-            f"{r['legit_ok']}/{r['legit_total']}", r["p50_ms"], r["p99_ms"],
-            r["p99_vs_unloaded"] if r["p99_vs_unloaded"] is not None else "-", rss,
+            r["front"], r["probe"], r["rounds"], _answered(r), r["closed_after_s"],
+            f"{r['legit_ok']}/{r['legit_total']}", r["p50_ms"], f"{r['p99_ms']} ({r['samples']})",
+            r["p99_vs_unloaded"] if r["p99_vs_unloaded"] is not None else "-", cpu, rss,
             r["tracebacks"])))
     return "\n".join(lines)
 

@@ -41,7 +41,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.protocols.policies import TimeoutMixin
 
 from smdpp.http.es9p import HttpRequest, HttpResponse
-from smdpp.http.guard import Limits
+from smdpp.http.guard import Limits, set_deadline
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +196,9 @@ class HttpConnection(protocol.Protocol, TimeoutMixin):
             self.transport.abortConnection()
 
     def _expect(self, waiting: str, seconds: float) -> None:
-        """Wait for ``waiting`` at most ``seconds`` from now (one timer, moved)."""
+        """Wait for ``waiting`` at most ``seconds`` from now (a new timer: :func:`set_deadline`)."""
         self._waiting = waiting
-        self.setTimeout(seconds)
+        set_deadline(self, seconds)
 
     def _check_request_line(self, data: bytes) -> bool:
         """False (after a 400) for an HTTP/0.9 request line, which has no version.

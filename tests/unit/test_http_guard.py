@@ -166,3 +166,35 @@ def test_memory_freed_after_many_tls_connections_goes_back_to_the_system() -> No
     after = rss_mib()
     assert grown - before > 10  # the premise: OpenSSL's state takes room
     assert after - before < (grown - before) / 2, (before, grown, after)
+
+
+def test_a_deadline_is_a_new_timer_never_one_moved_sooner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moving a Twisted timer sooner searches the reactor's whole heap (set_deadline)."""
+    from twisted.internet import base
+    from twisted.internet.task import Clock
+    from twisted.protocols.policies import TimeoutMixin
+
+    from smdpp.http.guard import set_deadline
+
+    def no_reset(self: object, seconds: float) -> None:
+        raise AssertionError("DelayedCall.reset: a linear search for a sooner time")
+
+    monkeypatch.setattr(base.DelayedCall, "reset", no_reset)
+    clock = Clock()
+
+    class Conn(TimeoutMixin):
+        timed_out = 0.0
+        callLater = clock.callLater
+
+        def timeoutConnection(self) -> None:
+            self.timed_out = clock.seconds()
+
+    conn = Conn()
+    set_deadline(conn, 60)  # idle
+    clock.advance(1)
+    set_deadline(conn, 10)  # a request began: sooner
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(9.5)
+    assert conn.timed_out == 0.0  # not at the idle deadline's 61 s, but at 11 s
+    clock.advance(0.5)
+    assert conn.timed_out == pytest.approx(11.0)
