@@ -175,7 +175,7 @@ def serve(engine: RspEngine, args: argparse.Namespace,
     from smdpp.observe import Observers
 
     from smdpp.http.guard import (LISTEN_BACKLOG, TRIM_INTERVAL, ConnectionGuard,
-                                  GuardedFactory, Limits, log_twisted_warnings,
+                                  GuardedFactory, Limits, fair_accepts, log_twisted_warnings,
                                   raise_fd_limit, trim_memory)
 
     observers = Observers()  # each ES9+/ES2+ call's one report (smdpp/observe.py)
@@ -229,6 +229,7 @@ def serve(engine: RspEngine, args: argparse.Namespace,
         log.error("cannot listen on %s:%d: %s", args.host, args.port, exc)
         engine.store.close()
         return 1
+    fair_accepts(port)  # a burst of connections does not hold the open ones for long
     if admin is not None:
         try:
             if admin_listen is None:

@@ -200,6 +200,16 @@ def _chain_file_certificates(credential: TlsCredential) -> list[x509.Certificate
 # --- Twisted -----------------------------------------------------------------
 
 
+def first_record_complete(data: bytes | bytearray) -> bool:
+    """True once ``data`` holds the client's whole first TLS record (RFC 8446 5.1), or is
+    no TLS handshake record at all (OpenSSL refuses that at once), or reached the limit."""
+    if data[:1] and data[0] != 0x16:  # not a handshake record
+        return True
+    if len(data) < 5:
+        return False
+    return len(data) >= min(_HELLO_LIMIT, 5 + int.from_bytes(data[3:5], "big"))
+
+
 class _HelloRecordingTLS(BufferingTLSTransport):
     """A TLS server transport that keeps the client's first bytes (its ClientHello) for the callback."""
 
@@ -208,6 +218,8 @@ class _HelloRecordingTLS(BufferingTLSTransport):
         self.client_hello_bytes = bytearray()
         self.recording = True
         self.client_hello: ClientHello | None = None
+        self.withholding = True  # until the first TLS record is whole
+        self.withheld = bytearray()
         self.dptls_choice: Served | None = None  # chosen at the first ClientHello
 
     def dataReceived(self, data: bytes) -> None:
@@ -215,6 +227,14 @@ class _HelloRecordingTLS(BufferingTLSTransport):
             room = _HELLO_LIMIT - len(self.client_hello_bytes)
             self.client_hello_bytes += data[:room]
             self.recording = len(data) < room
+        if self.withholding:
+            # OpenSSL does nothing with a part of the first record but costs a handshake
+            # attempt per read: a ClientHello trickled in a byte at a time (issue 17)
+            # waits here until its record is whole
+            self.withheld += data
+            if not first_record_complete(self.withheld):
+                return
+            data, self.withholding, self.withheld = bytes(self.withheld), False, bytearray()
         super().dataReceived(data)
 
     def makeConnection(self, transport: Any) -> None:

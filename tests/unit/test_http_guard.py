@@ -198,3 +198,22 @@ def test_a_deadline_is_a_new_timer_never_one_moved_sooner(monkeypatch: pytest.Mo
     assert conn.timed_out == 0.0  # not at the idle deadline's 61 s, but at 11 s
     clock.advance(0.5)
     assert conn.timed_out == pytest.approx(11.0)
+
+
+def test_a_listening_port_accepts_a_bounded_batch_per_turn() -> None:
+    """Twisted's tcp.Port grows numberAccepts by 20 after every full batch (fair_accepts)."""
+    from smdpp.http.guard import ACCEPTS_PER_TURN, fair_accepts
+
+    class Port:  # what tcp.Port.doRead does with numberAccepts under a burst
+        numberAccepts = 100
+        batches: list[int] = []
+
+        def doRead(self) -> None:
+            self.batches.append(self.numberAccepts)
+            self.numberAccepts += 20  # every one it tried was accepted
+
+    port = Port()
+    assert fair_accepts(port) is port
+    for _ in range(3):
+        port.doRead()
+    assert port.batches == [ACCEPTS_PER_TURN] * 3
