@@ -3,8 +3,16 @@
 For each front end (``--http smdpp,klein``) the benchmark makes a fresh data
 folder, starts ``./osmo-smdpp.py`` on 127.0.0.1 with its default limits (plus
 ``--server-arg`` options), measures complete downloads alone (the unloaded
-p99), then runs each probe while a steady stream of legitimate downloads
-(:func:`bench.load.run_load`, ``--concurrency`` in flight) goes on:
+phase, ``--baseline-seconds``, and again ``--gap-seconds`` before each probe
+and after the last: all pooled for the unloaded p99; as the machine's load
+drifts, each probe is also compared with the two unloaded phases around it),
+then runs each probe while the same steady
+stream of legitimate downloads (:func:`bench.load.run_load`,
+``--concurrency`` in flight) goes on.  A p99 of a few hundred samples is
+nearly their maximum, so a probe is run in rounds (its connections opened
+again each round) until ``--min-downloads`` downloads ran during it, at most
+``--max-rounds``; each p99 is printed with the number of samples it comes
+from.  The probes:
 
 ``slow-head``
     ``--connections`` connections send a request line, then one header byte
@@ -34,11 +42,16 @@ connections are open a probe lasts the deadline it meets plus 5 s, at most
 downloads; with two CPUs or more the server runs on the first one and the
 benchmark on the others (``--pin``).  One row per
 probe: what the server answered, when it closed the connections, downloads
-ok/total, their p50/p99 against the unloaded p99, the server's RSS before
+ok/total, their p50/p99 against the unloaded p99, the server's CPU
+seconds during the probe and the part of them that was the attack's (the
+CPU beyond what that many downloads cost in the unloaded phases around
+it), the server's RSS before
 and after (1 s after the probe, or, when it grew by more than 5 MiB, after
 the server's periodic heap trim, :data:`~smdpp.http.guard.TRIM_INTERVAL` + 2 s),
-and tracebacks in its log.  Loopback only; everything is bounded
-in count and time.
+and tracebacks in its log.  ``--profile DIR`` runs the server under cProfile
+(:mod:`bench.profiled_server`) and writes one profile per probe.  Loopback
+only; everything is bounded in count and time: with the defaults about 12
+minutes for both front ends, 4 with ``--tls``.
 """
 from __future__ import annotations
 
@@ -361,7 +374,19 @@ def run_front(front: str, args: argparse.Namespace, base: Path) -> list[dict[str
                              sorted(t for r in rounds for t in r[3]), load,
                              _Phase(load, sum(r[0].cpu for r in rounds)), reference, before,
                              after, tracebacks, len(rounds)))
+            rows[-1]["attack_cpu_s"] = _attack_cpu(rows[-1], reference[-1:])
             print(_format([rows[-1]], header=len(rows) == 1), flush=True)
+        if args.gap_seconds and rows:
+            reference.append(unloaded(args.gap_seconds))  # after the last probe
+            # the machine's load drifts over a run: each probe also against the unloaded
+            # phases just before and just after it
+            for n, row in enumerate(rows):
+                near = [t for ph in reference[n + 1:n + 3] for t in _latencies(ph.load)]
+                row["adjacent_unloaded_p99_ms"] = (round(percentile(near, 99) * 1000, 1)
+                                                   if near else None)
+                row["adjacent_samples"] = len(near)
+                row["p99_vs_adjacent"] = _ratio(row["p99_ms"], row["adjacent_unloaded_p99_ms"])
+                row["attack_cpu_s"] = _attack_cpu(row, reference[n + 1:n + 3])
         pooled = _Phase(LoadResult([o for ph in reference for o in ph.load.outcomes]),
                         sum(ph.cpu for ph in reference))
         rows.insert(0, _row(front, "unloaded", f"{len(reference)} phases pooled", Counter(), 0,
@@ -389,6 +414,14 @@ def _probe_round(server: ServerProcess, address: tuple[str, int], probe: Probe,
     return phases[0], outcomes, answered, closes
 
 
+def _attack_cpu(row: dict[str, Any], unloaded: list[_Phase]) -> float:
+    """The server's CPU seconds during a probe beyond what its downloads cost: those
+    downloads at the CPU per download of the ``unloaded`` phases (the ones around it)."""
+    per_download = (sum(ph.cpu for ph in unloaded)
+                    / max(1, sum(len(ph.load.outcomes) for ph in unloaded)))
+    return round(max(0.0, row["server_cpu_s"] - per_download * row["legit_total"]), 2)
+
+
 def _ratio(p99_ms: float | None, base_ms: float | None) -> float | None:
     return round(p99_ms / base_ms, 2) if p99_ms and base_ms else None
 
@@ -401,10 +434,6 @@ def _row(front: str, probe: str, what: str, outcomes: Counter[str], answered: in
     p99 = percentile(seconds, 99) if seconds else None
     base = [t for ph in reference for t in _latencies(ph.load)]
     base_p99 = percentile(base, 99) if base else None
-    # the server's CPU per unloaded download: what the probe's downloads cost it; the rest
-    # of its CPU during the probe is the attack's
-    per_download = (sum(ph.cpu for ph in reference)
-                    / max(1, sum(len(ph.load.outcomes) for ph in reference)))
     return {
         "front": front, "probe": probe, "what": what, "rounds": rounds,
         "server_answered": dict(outcomes.most_common()), "status_lines": answered,
@@ -416,7 +445,7 @@ def _row(front: str, probe: str, what: str, outcomes: Counter[str], answered: in
         "p99_vs_unloaded": _ratio(p99, base_p99),
         "server_cpu_s": round(phase.cpu, 2),
         "cpu_ms_per_download": round(1000 * phase.cpu / max(1, len(load.outcomes)), 2),
-        "attack_cpu_s": round(max(0.0, phase.cpu - per_download * len(load.outcomes)), 2),
+        "attack_cpu_s": None,  # set by _attack_cpu
         "rss_before_mib": None if before is None else round(before / 1024, 1),
         "rss_after_mib": None if after is None else round(after / 1024, 1),
         "tracebacks": tracebacks,
@@ -433,7 +462,8 @@ def _answered(row: dict[str, Any]) -> str:
 
 def _format(rows: list[dict[str, Any]], header: bool = True) -> str:
     columns = ("front", "probe", "rounds", "server answered", "closed after s (min/med/max)",
-               "legit ok", "p50 ms", "p99 ms (of n)", "p99/unloaded", "server CPU s (attack)",
+               "legit ok", "p50 ms", "p99 ms (of n)", "p99/unloaded",
+               "p99/adjacent unloaded (of n)", "server CPU s (attack)",
                "RSS MiB before>after", "tracebacks")
     lines = [" | ".join(columns)] if header else []
     for r in rows:
@@ -443,7 +473,9 @@ def _format(rows: list[dict[str, Any]], header: bool = True) -> str:
         lines.append(" | ".join(str(v) for v in (
             r["front"], r["probe"], r["rounds"], _answered(r), r["closed_after_s"],
             f"{r['legit_ok']}/{r['legit_total']}", r["p50_ms"], f"{r['p99_ms']} ({r['samples']})",
-            r["p99_vs_unloaded"] if r["p99_vs_unloaded"] is not None else "-", cpu, rss,
+            r["p99_vs_unloaded"] if r["p99_vs_unloaded"] is not None else "-",
+            f"{r['p99_vs_adjacent']} ({r['adjacent_samples']})" if r.get("p99_vs_adjacent")
+            else "-", cpu, rss,
             r["tracebacks"])))
     return "\n".join(lines)
 
