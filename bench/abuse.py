@@ -50,8 +50,8 @@ and after (1 s after the probe, or, when it grew by more than 5 MiB, after
 the server's periodic heap trim, :data:`~smdpp.http.guard.TRIM_INTERVAL` + 2 s),
 and tracebacks in its log.  ``--profile DIR`` runs the server under cProfile
 (:mod:`bench.profiled_server`) and writes one profile per probe.  Loopback
-only; everything is bounded in count and time: with the defaults about 12
-minutes for both front ends, 4 with ``--tls``.
+only; everything is bounded in count and time: with the defaults about 9
+minutes for both front ends, 5 with ``--tls``.
 """
 from __future__ import annotations
 
