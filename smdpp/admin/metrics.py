@@ -43,16 +43,19 @@ STORE_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01,
 
 
 def certificates(certs: CertificateStore) -> Iterator[tuple[str, Any]]:
-    """(role, certificate) of every certificate the server uses: CIs, DPauth, DPpb, DPtls."""
+    """(role, certificate) of every certificate the server uses: CIs, DPauth, DPpb, DPtls
+    (of every identity served, side by side ones too)."""
     from cryptography import x509
 
     for pkid in certs.ci_pkids:
         yield "CI", certs.ci_certificate(pkid)
-    for pkid in certs.credential_pkids:
-        creds = certs.credentials(pkid)
+    # the default identity's credential sets, then those of identities served side by side
+    served = [certs.credentials(pkid) for pkid in certs.credential_pkids]
+    served += [creds for side in certs.side_by_side.values() for creds in side]
+    for creds in served:
         yield "DPauth", x509.load_der_x509_certificate(creds.auth_cert_der)
         yield "DPpb", x509.load_der_x509_certificate(creds.pb_cert_der)
-    for tls in certs.tls_all:
+    for tls in certs.tls_served:
         yield "DPtls", tls.certificate
 
 

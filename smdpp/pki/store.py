@@ -237,6 +237,11 @@ class CertificateStore:
             raise status.unknown_ci(f"unknown CI public key {bytes(ci_pkid).hex()}") from None
 
     @property
+    def tls_served(self) -> tuple[TlsCredential, ...]:
+        """Every DPtls of the identities served, side by side ones too (``tls_all``: the default's)."""
+        return self._tls_served
+
+    @property
     def side_by_side(self) -> dict[str, tuple[DpCredentials, ...]]:
         """The addresses of the identities served side by side, and their credentials."""
         return {host: tuple(creds.values()) for host, creds in self._by_host.items()}

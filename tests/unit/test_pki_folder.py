@@ -292,3 +292,18 @@ def test_pem_with_a_key_not_of_its_certificate_is_refused(tmp_path: Path, folder
     message = re.escape(f"{combined}: the private key in this file does not match its certificate")
     with pytest.raises(ValueError, match=message):
         CertificateStore.load(certs).check_tls()
+
+
+def test_status_page_and_metrics_list_the_side_by_side_identitys_certificates(layout: PysimLayout) -> None:
+    from smdpp.admin.metrics import certificates
+    from smdpp.pki.certificate import registered_ids
+
+    def roles_of(store: CertificateStore) -> set[tuple[str, str]]:
+        """(role, SM-DP+ OID) of every certificate listed (CIs name no OID)."""
+        return {(role, oid) for role, cert in certificates(store) for oid in registered_ids(cert)}
+
+    alone = roles_of(CertificateStore.load(layout.certs))
+    both = roles_of(CertificateStore.load(layout.certs, side_by_side=[("DP2", "lab.example.org")]))
+    dp2 = {("DPauth", DP2_OID), ("DPpb", DP2_OID), ("DPtls", DP2_OID)}
+    assert not dp2 & alone and dp2 <= both
+    assert {("DPauth", SGP26_OID), ("DPpb", SGP26_OID), ("DPtls", SGP26_OID)} <= alone & both
