@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Admin", "setup", "check_admin_options", "is_loopback"]
 
+#: Connections open on the admin listener at most, and from one client address.
+MAX_CONNECTIONS = 64
+MAX_PER_CLIENT = 16
+
 
 @dataclass
 class Admin:
@@ -44,9 +48,15 @@ class Admin:
         self.api.info = replace(self.api.info, es9_url=url)
 
     def site(self) -> Any:
-        """The Twisted factory serving the admin requests (the built-in HTTP/1.1 server)."""
+        """The Twisted factory serving the admin requests (the built-in HTTP/1.1 server), with
+        the default deadlines and its own small connection caps: a page reader and a scraper
+        need few, and an admin port reachable by others must not use up the open files that
+        ES9+ needs."""
+        from smdpp.http.guard import ConnectionGuard, GuardedFactory
         from smdpp.http.server import HttpFactory
-        return HttpFactory(self.api.handle, self.api.max_body)
+        guard = ConnectionGuard(MAX_CONNECTIONS, MAX_PER_CLIENT, listener="admin",
+                                options=(f"{MAX_CONNECTIONS}, fixed", f"{MAX_PER_CLIENT}, fixed"))
+        return GuardedFactory(HttpFactory(self.api.handle, self.api.max_body), guard)
 
 
 def check_admin_options(host: str, token_file: Any) -> str | None:

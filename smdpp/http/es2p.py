@@ -173,4 +173,5 @@ def es2_factory(api: Es2pApi, dptls: Any | None, limits: Any | None = None) -> A
     if dptls is not None:
         dptls.require_client_certificates()
         factory = dptls.wrap(factory, limits.tls_handshake_timeout)
-    return GuardedFactory(factory, ConnectionGuard(limits.max_connections, limits.max_per_client))
+    return GuardedFactory(factory, ConnectionGuard(limits.max_connections, limits.max_per_client,
+                                                   listener="ES2+"))

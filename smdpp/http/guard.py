@@ -121,8 +121,13 @@ class ConnectionGuard:
 
     def __init__(self, max_connections: int, max_per_client: int,
                  log_interval: float = LOG_INTERVAL,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, *, listener: str = "ES9+",
+                 options: tuple[str, str] = ("--max-connections",
+                                             "--max-connections-per-client")) -> None:
         self.max_connections = max_connections
+        #: the listener's name and the options that set its two caps, for the log line
+        self.listener = listener
+        self.options = options
         self.max_per_client = max_per_client
         self.open = 0
         self.refused = 0  # since start
@@ -135,11 +140,10 @@ class ConnectionGuard:
         """Count a new connection from ``host``; False (and logged, throttled) past a cap."""
         count = self._per_client.get(host, 0)
         if self.open >= self.max_connections:
-            why = f"{self.open} connections open, the most per process (--max-connections)"
+            why = f"{self.open} connections open, the most per process ({self.options[0]})"
             throttle = self._throttles[0]
         elif count >= self.max_per_client:
-            why = (f"{count} connections open from it, the most per client "
-                   "(--max-connections-per-client)")
+            why = f"{count} connections open from it, the most per client ({self.options[1]})"
             throttle = self._throttles[1]
         else:
             self.open += 1
@@ -148,8 +152,8 @@ class ConnectionGuard:
         self.refused += 1
         unlogged = throttle.due()
         if unlogged is not None:
-            log.warning("connection from %s closed at once: %s; %d refused since start%s",
-                        host[:64], why, self.refused,
+            log.warning("%s connection from %s closed at once: %s; %d refused since start%s",
+                        self.listener, host[:64], why, self.refused,
                         f", {unlogged} not logged since the last line" if unlogged else "")
         return False
 

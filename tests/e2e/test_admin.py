@@ -114,6 +114,40 @@ def test_activation_code_first_and_status_page_with_the_download(server_factory,
     server.wait_for_log("GET /metrics: not an ES9+ path (404)")
 
 
+def test_admin_listener_has_its_own_connection_caps(server_factory) -> None:
+    """The admin port caps connections per client (and per process) on its own: the open files
+    ES9+ needs stay free, and ES9+'s caps and figures are not touched."""
+    from smdpp.admin import MAX_PER_CLIENT
+    server = server_factory(None, "--admin-port", "0")
+    url = admin_url(server)
+    host, port = url.split("://", 1)[1].rstrip("/").rsplit(":", 1)
+    held = []
+    try:
+        for _ in range(MAX_PER_CLIENT):
+            conn = socket.create_connection((host, int(port)), timeout=10)
+            held.append(conn)
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.recv(100).startswith(b"HTTP/1.1 200")  # answered, kept alive
+        with socket.create_connection((host, int(port)), timeout=10) as one_more:
+            assert one_more.recv(100) == b""  # closed at once
+        server.wait_for_log(f"admin connection from 127.0.0.1 closed at once: {MAX_PER_CLIENT} "
+                            f"connections open from it, the most per client ({MAX_PER_CLIENT}, fixed)")
+    finally:
+        for conn in held:
+            conn.close()
+    for _ in range(100):  # once those end, the page is served again
+        try:
+            status, _, _ = get(url.rstrip("/") + "/health")
+        except (ConnectionError, urllib.error.URLError):
+            time.sleep(0.05)
+            continue
+        assert status == 200
+        break
+    else:
+        raise AssertionError("the admin listener did not serve again after its connections closed")
+    assert metrics(url)[("smdpp_connections_refused_total", ())] == 0  # ES9+'s guard untouched
+
+
 def test_connections_open_and_refused(server_factory) -> None:
     """The connection guard's caps (--max-connections-per-client) show in /metrics."""
     server = server_factory(None, "--admin-port", "0", "--max-connections-per-client", "1")
