@@ -100,6 +100,7 @@ class SessionFiles:
         self.folder = Path(folder)
         self.pid = os.getpid() if pid is None else pid
         self._written = -1  # recent.changes when last written
+        self._failing = False  # the last write failed (logged once)
 
     def write(self) -> bool:
         """Write the ring if it changed since the last write (write + rename); True if written."""
@@ -115,8 +116,14 @@ class SessionFiles:
                 json.dump({"pid": self.pid, "sessions": entries}, out, separators=(",", ":"))
             os.replace(temporary, target)
         except OSError as exc:  # a full disk: the page shows this worker's older ring
-            log.warning("cannot write %s: %s", target, exc)
+            if not self._failing:  # once, not every interval, until a write succeeds again
+                log.warning("cannot write %s: %s (the status page shows its older sessions "
+                            "until a write succeeds)", target, exc)
+            self._failing = True
             return False
+        if self._failing:
+            log.info("%s written again", target)
+        self._failing = False
         self._written = changes
         return True
 

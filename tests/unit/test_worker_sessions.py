@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from smdpp.admin.recent import RecentSessions
@@ -53,3 +54,21 @@ def test_damaged_and_hostile_files_are_skipped_and_named(tmp_path: Path) -> None
     assert [p.split(" ")[0] for p in problems] == ["recent-7.json", "recent-8.json",
                                                    "recent-9.json"]
 
+
+
+def test_a_write_that_fails_is_logged_once_until_one_succeeds(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="smdpp.admin.worker_sessions")
+    recent = RecentSessions()
+    folder = tmp_path / "gone"  # a folder that cannot be written in (as on a full disk)
+    files = SessionFiles(recent, folder, pid=5)
+    for at in (1.0, 2.0, 3.0):
+        _call(recent, "initiateAuthentication", at, None)
+        assert not files.write()
+    assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1
+    folder.mkdir()
+    assert files.write() and (folder / "recent-5.json").is_file()
+    assert any("written again" in r.getMessage() for r in caplog.records)
+    _call(recent, "initiateAuthentication", 4.0, None)
+    folder.rename(tmp_path / "moved")
+    assert not files.write()
+    assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 2  # a new failure
