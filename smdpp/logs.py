@@ -166,3 +166,43 @@ class Throttle:
         self._next = now + self.interval
         count, self._suppressed = self._suppressed, 0
         return count
+
+
+class Budget:
+    """A token bucket of log lines for requests a client can repeat at will (refused ES9+ calls).
+
+    Up to ``burst`` lines at once, then ``rate`` a second: a lab's failing
+    download still logs every step, while a flood of refused requests (10,000
+    pipelined in one connection) writes at most ``rate`` lines a second
+    instead of filling the disk; the first line logged after some were left
+    out says how many.  ``clock`` is for tests.
+    """
+
+    def __init__(self, rate: float = 50.0, burst: int = 500,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+        self._left_out = 0
+
+    def due(self) -> int | None:
+        """None when this line must be left out; else how many were left out since the last
+        line logged (and the caller logs one now, saying so when it is not 0)."""
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1.0:
+            self._left_out += 1
+            return None
+        self._tokens -= 1.0
+        count, self._left_out = self._left_out, 0
+        return count
+
+
+def left_out(count: int) -> str:
+    """The suffix of a line logged after ``count`` were left out by a :class:`Budget`."""
+    return f" ({count} such line(s) left out before this one: a flood of refused requests?)" \
+        if count else ""
+

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 from smdpp.errors import SgpError, bounded
 from smdpp import status
-from smdpp.logs import Throttle
+from smdpp.logs import Budget, Throttle, left_out
 from smdpp.observe import CallOutcome, Observer, masked
 from smdpp.rsp.engine import RspEngine
 
@@ -99,6 +99,8 @@ class Es9pApi:
         self.max_body = max_body
         # a full disk fails every request alike: one line per interval, not one per request
         self._server_errors = Throttle(SERVER_ERROR_LOG_INTERVAL)
+        # refused requests are logged each, up to a rate a flood of them cannot exceed
+        self._refusals = Budget()
         #: told of each call of a known function, once, after the engine answered
         self.observer = observer
         self.functions: dict[str, Function] = {
@@ -121,9 +123,11 @@ class Es9pApi:
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one request for ``/gsma/rsp2/es9plus/<function>`` (SGP.22 6.5)."""
         if not request.path.startswith(PATH_PREFIX):
-            log.info("%s %s: not an ES9+ path (404); the status page, /health and /metrics are "
-                     "on the admin listener (--admin-port)", bounded(request.method, 10),
-                     bounded(request.path))
+            count = self._refusals.due()
+            if count is not None:
+                log.info("%s %s: not an ES9+ path (404); the status page, /health and /metrics "
+                         "are on the admin listener (--admin-port)%s", bounded(request.method, 10),
+                         bounded(request.path), left_out(count))
             return json_reply(404, failed_body(status.malformed("not an ES9+ path")))
         name = request.path[len(PATH_PREFIX):]
         function = self.functions.get(name)
@@ -163,16 +167,20 @@ class Es9pApi:
         address = body.get("smdpAddress") if "smdpAddress" in function.names else None
         if isinstance(address, str) and len(address) > MAX_FQDN:
             # before anything else: no decoding, no engine call, no echo of it
-            log.info("transactionId=%s: %s refused: smdpAddress of %d characters", tid, name,
-                     len(address))
+            count = self._refusals.due()
+            if count is not None:
+                log.info("transactionId=%s: %s refused: smdpAddress of %d characters%s", tid,
+                         name, len(address), left_out(count))
             error = status.invalid_smdp_address(
                 f"smdpAddress of {len(address)} characters is longer than an FQDN ({MAX_FQDN})")
             return json_reply(200, failed_body(error)), error
         try:
             result = function.call(**_arguments(function.fields, body))
         except SgpError as err:
-            log.info("transactionId=%s: %s failed %s/%s: %s", tid, name, err.subject_code,
-                     err.reason_code, err.message)
+            count = self._refusals.due()
+            if count is not None:
+                log.info("transactionId=%s: %s failed %s/%s: %s%s", tid, name, err.subject_code,
+                         err.reason_code, err.message, left_out(count))
             return json_reply(200, failed_body(err)), err
         except OSError as exc:  # the server's own I/O (a full disk under the session store)
             unlogged = self._server_errors.due()

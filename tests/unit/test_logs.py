@@ -141,3 +141,16 @@ def test_es2p_reports_in_json_lines_and_delivery_outcomes() -> None:
     assert (confirm["functionCallIdentifier"], confirm["functionRequesterIdentifier"]) == (
         "c2", "op1")
     assert delivered["operator"] == "op1" and "vzc=" not in json_module.dumps(delivered)
+
+
+def test_budget_logs_a_burst_then_a_rate_and_counts_what_it_left_out() -> None:
+    from smdpp.logs import Budget, left_out
+    now = [100.0]
+    budget = Budget(rate=10.0, burst=5, clock=lambda: now[0])
+    assert [budget.due() for _ in range(5)] == [0, 0, 0, 0, 0]  # the burst
+    assert [budget.due() for _ in range(7)] == [None] * 7  # left out, counted
+    now[0] += 0.15  # a line and a half's worth of time
+    assert budget.due() == 7 and budget.due() is None
+    now[0] += 60.0  # refilled, never beyond the burst
+    assert [budget.due() for _ in range(6)] == [1, 0, 0, 0, 0, None]
+    assert left_out(0) == "" and "3 such line(s) left out" in left_out(3)
